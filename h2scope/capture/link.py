@@ -1,0 +1,207 @@
+"""Link layer → IPv4/IPv6 → TCP header, in one flat function per packet.
+
+This is the per-packet hot path: plain struct.unpack_from on the captured bytes and a
+tuple out, no per-layer objects. Everything that is not TCP over IP is counted by reason
+so the report can say what it skipped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from typing import Optional
+
+LINKTYPE_NULL = 0
+LINKTYPE_EN10MB = 1
+LINKTYPE_RAW = 101
+LINKTYPE_RAW_12 = 12
+LINKTYPE_RAW_14 = 14
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+LINKTYPE_NAMES = {
+    0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
+    113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2",
+}
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+VLAN_TAGS = (0x8100, 0x88A8, 0x9100, 0x9200)
+
+# BSD AF_INET6 differs per OS: 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS); 10 is Linux.
+AF_INET = 2
+AF_INET6 = (10, 24, 28, 30)
+
+# IPv6 extension headers whose length is (hdr_ext_len + 1) * 8
+IPV6_EXT = (0, 43, 60, 135, 139, 140)
+IPV6_FRAGMENT = 44
+IPV6_AH = 51
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_PSH = 0x08
+TCP_ACK = 0x10
+
+_u16 = struct.Struct("!H").unpack_from
+_tcp = struct.Struct("!HHIIBBH").unpack_from
+_ip4 = struct.Struct("!BBHHHBB").unpack_from
+
+
+class LinkDecoder:
+    """Turns (linktype, bytes) into a TCP segment tuple, counting what it skipped."""
+
+    def __init__(self) -> None:
+        self.skipped: Counter[str] = Counter()
+        self.ip_fragments = 0
+
+    def decode(self, linktype: int, data: bytes) -> Optional[tuple]:
+        """(src, sport, dst, dport, seq, ack, flags, window, payload, missing) or None.
+
+        src/dst are packed address bytes (4 or 16). `missing` counts payload bytes the IP
+        header promised but the capture did not keep (snaplen truncation).
+        """
+        n = len(data)
+        # --- link layer: find the network-layer offset and protocol ---
+        if linktype == LINKTYPE_EN10MB:
+            if n < 14:
+                self.skipped["truncated link header"] += 1
+                return None
+            etype = _u16(data, 12)[0]
+            off = 14
+            while etype in VLAN_TAGS:
+                if n < off + 4:
+                    self.skipped["truncated VLAN tag"] += 1
+                    return None
+                etype = _u16(data, off + 2)[0]
+                off += 4
+        elif linktype == LINKTYPE_LINUX_SLL2:
+            if n < 20:
+                self.skipped["truncated link header"] += 1
+                return None
+            etype = _u16(data, 0)[0]
+            off = 20
+        elif linktype == LINKTYPE_LINUX_SLL:
+            if n < 16:
+                self.skipped["truncated link header"] += 1
+                return None
+            etype = _u16(data, 14)[0]
+            off = 16
+        elif linktype == LINKTYPE_NULL or linktype == LINKTYPE_LOOP:
+            if n < 4:
+                self.skipped["truncated link header"] += 1
+                return None
+            # NULL is in the capturing host's byte order, LOOP in network order; the family
+            # value is small, so whichever end holds it tells the order.
+            if data[0] == 0 and data[1] == 0:
+                af = data[3] | (data[2] << 8)
+            else:
+                af = data[0] | (data[1] << 8)
+            if af == AF_INET:
+                etype = ETH_IPV4
+            elif af in AF_INET6:
+                etype = ETH_IPV6
+            else:
+                self.skipped["non-IP loopback family"] += 1
+                return None
+            off = 4
+        elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4, LINKTYPE_IPV6):
+            if not n:
+                self.skipped["empty packet"] += 1
+                return None
+            v = data[0] >> 4
+            etype = ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
+            off = 0
+        else:
+            self.skipped[f"unsupported link type {linktype}"] += 1
+            return None
+
+        # --- network layer ---
+        if etype == ETH_IPV4:
+            if n < off + 20:
+                self.skipped["truncated IPv4 header"] += 1
+                return None
+            vihl, _tos, total, _ident, frag, _ttl, proto = _ip4(data, off)
+            ihl = (vihl & 0x0F) * 4
+            if vihl >> 4 != 4 or ihl < 20 or n < off + ihl:
+                self.skipped["malformed IPv4 header"] += 1
+                return None
+            if frag & 0x3FFF:  # MF flag or a fragment offset
+                self.ip_fragments += 1
+                return None
+            if proto != 6:
+                self.skipped["not TCP"] += 1
+                return None
+            src = data[off + 12:off + 16]
+            dst = data[off + 16:off + 20]
+            # total == 0 happens with TSO on the capturing host: trust the captured length.
+            ip_end = off + total if total else n
+            l4 = off + ihl
+        elif etype == ETH_IPV6:
+            if n < off + 40:
+                self.skipped["truncated IPv6 header"] += 1
+                return None
+            if data[off] >> 4 != 6:
+                self.skipped["malformed IPv6 header"] += 1
+                return None
+            plen = _u16(data, off + 4)[0]
+            nxt = data[off + 6]
+            src = data[off + 8:off + 24]
+            dst = data[off + 24:off + 40]
+            ip_end = off + 40 + plen if plen else n  # jumbograms: trust the capture
+            l4 = off + 40
+            while nxt != 6:
+                if nxt in IPV6_EXT:
+                    if n < l4 + 2:
+                        self.skipped["truncated IPv6 extension header"] += 1
+                        return None
+                    nxt, hlen = data[l4], (data[l4 + 1] + 1) * 8
+                    l4 += hlen
+                elif nxt == IPV6_FRAGMENT:
+                    self.ip_fragments += 1
+                    return None
+                elif nxt == IPV6_AH:
+                    if n < l4 + 2:
+                        self.skipped["truncated IPv6 extension header"] += 1
+                        return None
+                    nxt, hlen = data[l4], (data[l4 + 1] + 2) * 4
+                    l4 += hlen
+                else:
+                    self.skipped["not TCP"] += 1
+                    return None
+        else:
+            self.skipped["not IP"] += 1
+            return None
+
+        # --- TCP ---
+        if n < l4 + 20:
+            self.skipped["truncated TCP header"] += 1
+            return None
+        sport, dport, seq, ack, doff, flags, window = _tcp(data, l4)
+        hl = (doff >> 4) * 4
+        if hl < 20:
+            self.skipped["malformed TCP header"] += 1
+            return None
+        start = l4 + hl
+        if ip_end < start:
+            self.skipped["malformed TCP header"] += 1
+            return None
+        if ip_end <= n:
+            payload = data[start:ip_end]  # drops Ethernet padding after the IP datagram
+            missing = 0
+        else:
+            payload = data[start:] if start < n else b""
+            missing = ip_end - max(start, n)
+        return (src, sport, dst, dport, seq, ack, flags, window, payload, missing)
+
+
+def format_addr(addr: bytes, port: int) -> str:
+    """'ip:port' as Wireshark and users write it; IPv6 in brackets."""
+    import ipaddress
+
+    if len(addr) == 4:
+        return f"{ipaddress.IPv4Address(addr)}:{port}"
+    return f"[{ipaddress.IPv6Address(addr)}]:{port}"

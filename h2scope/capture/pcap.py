@@ -1,0 +1,61 @@
+"""Classic libpcap files: 24-byte file header, 16-byte record headers.
+
+Magic a1b2c3d4 means microsecond timestamps, a1b23c4d nanoseconds; either byte order.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from .reader import CaptureReader
+
+MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # little-endian, nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+
+# Wireshark refuses records above this when the snaplen is smaller (WTAP_MAX_PACKET_SIZE_STANDARD).
+MAX_RECORD = 262144
+
+
+def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, int, bytes, int]]:
+    endian, ns_per_unit = MAGICS[magic]
+    src = reader.source
+    header = src.take(20)
+    if len(header) < 20:
+        reader.fail_or_warn("pcap file header is truncated")
+        return
+    _major, _minor, _zone, _sigfigs, snaplen, linktype_field = struct.unpack(endian + "HHiIII", header)
+    # The upper bits of the link-type field carry the FCS length (pcap spec); the type is the low 16.
+    linktype = linktype_field & 0xFFFF
+    reader.link_types.add(linktype)
+    limit = max(snaplen, MAX_RECORD)
+    rec = struct.Struct(endian + "IIII")
+    unpack = rec.unpack
+    take = src.take
+    number = 0
+    while True:
+        hdr = take(16)
+        if len(hdr) < 16:
+            if hdr:
+                reader.fail_or_warn(f"capture is cut short inside the record header of packet {number + 1}")
+            return
+        sec, frac, incl, orig = unpack(hdr)
+        if incl > limit:
+            reader.fail_or_warn(
+                f"packet {number + 1} claims {incl} bytes, more than the snaplen {snaplen}: the file is damaged"
+            )
+            return
+        data = take(incl)
+        if len(data) < incl:
+            reader.fail_or_warn(
+                f"capture is cut short inside packet {number + 1} "
+                f"({len(data)} of {incl} bytes present)"
+            )
+            return
+        number += 1
+        yield sec * 1_000_000_000 + frac * ns_per_unit, linktype, data, orig

@@ -1,0 +1,181 @@
+"""pcapng: a sequence of blocks, several sections, several interfaces each with its own
+link type, snaplen and timestamp resolution (draft-ietf-opsawg-pcapng)."""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from .reader import CaptureReader
+
+SHB = 0x0A0D0D0A
+IDB = 0x00000001
+PB_OBSOLETE = 0x00000002
+SPB = 0x00000003
+EPB = 0x00000006
+DSB = 0x0000000A
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+OPT_ENDOFOPT = 0
+OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
+
+# Blocks larger than this are damage, not data (Wireshark uses 16 MiB for most blocks).
+MAX_BLOCK = 16 * 1024 * 1024
+
+
+class Interface:
+    __slots__ = ("linktype", "snaplen", "num", "den", "offset_s")
+
+    def __init__(self, linktype: int, snaplen: int) -> None:
+        self.linktype = linktype
+        self.snaplen = snaplen
+        # Timestamp unit as the fraction num/den of a nanosecond multiplier: default microseconds.
+        self.num = 1000
+        self.den = 1
+        self.offset_s = 0
+
+    def set_tsresol(self, v: int) -> None:
+        exp = v & 0x7F
+        if v & 0x80:  # a power of two
+            self.num, self.den = 1_000_000_000, 1 << exp
+        elif exp <= 9:
+            self.num, self.den = 10 ** (9 - exp), 1
+        else:
+            self.num, self.den = 1, 10 ** (exp - 9)
+
+    def ts_ns(self, high: int, low: int) -> int:
+        units = (high << 32) | low
+        if self.den == 1:
+            return units * self.num + self.offset_s * 1_000_000_000
+        return units * self.num // self.den + self.offset_s * 1_000_000_000
+
+
+def _options(body: bytes, start: int, endian: str) -> Iterator[tuple[int, bytes]]:
+    pos = start
+    n = len(body)
+    hdr = struct.Struct(endian + "HH")
+    while pos + 4 <= n:
+        code, length = hdr.unpack_from(body, pos)
+        pos += 4
+        if code == OPT_ENDOFOPT:
+            return
+        yield code, body[pos:pos + length]
+        pos += (length + 3) & ~3
+
+
+def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, int, bytes, int]]:
+    src = reader.source
+    take = src.take
+    endian = "<"
+    interfaces: list[Interface] = []
+    pending_type: bytes | None = magic
+    section = 0
+    while True:
+        if pending_type is not None:
+            type_bytes = pending_type
+            pending_type = None
+        else:
+            type_bytes = take(4)
+        if len(type_bytes) < 4:
+            if type_bytes:
+                reader.fail_or_warn("capture is cut short inside a block header")
+            return
+        block_offset = src.offset - 4
+        if type_bytes == b"\x0a\x0d\x0d\x0a":
+            # A Section Header Block: byte order comes from its own magic, read before its length.
+            rest = take(8)
+            if len(rest) < 8:
+                reader.fail_or_warn("capture is cut short inside a section header")
+                return
+            bom = rest[4:8]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                endian = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                endian = ">"
+            else:
+                reader.fail_or_warn(f"section header at offset {block_offset} has a bad byte-order magic")
+                return
+            (length,) = struct.unpack(endian + "I", rest[:4])
+            if length < 28 or length % 4 or length > MAX_BLOCK:
+                reader.fail_or_warn(f"section header at offset {block_offset} has an impossible length {length}")
+                return
+            body = take(length - 12)
+            if len(body) < length - 12:
+                reader.fail_or_warn("capture is cut short inside a section header")
+                return
+            section += 1
+            interfaces = []  # interface ids are per section
+            continue
+        (btype,) = struct.unpack(endian + "I", type_bytes)
+        lb = take(4)
+        if len(lb) < 4:
+            reader.fail_or_warn("capture is cut short inside a block header")
+            return
+        (length,) = struct.unpack(endian + "I", lb)
+        if length < 12 or length % 4 or length > MAX_BLOCK:
+            reader.fail_or_warn(f"block at offset {block_offset} has an impossible length {length}")
+            return
+        body = take(length - 8)
+        if len(body) < length - 8:
+            reader.fail_or_warn(f"capture is cut short inside the block at offset {block_offset}")
+            return
+        (trailer,) = struct.unpack_from(endian + "I", body, length - 12)
+        if trailer != length:
+            reader.fail_or_warn(f"block at offset {block_offset} has mismatched lengths ({length} vs {trailer})")
+            return
+        blen = length - 12  # body without the trailing length
+        if section == 0:
+            reader.fail_or_warn("pcapng block before any section header")
+            return
+        if btype == EPB:
+            if blen < 20:
+                reader.fail_or_warn(f"enhanced packet block at offset {block_offset} is too short")
+                return
+            ifid, high, low, caplen, orig = struct.unpack_from(endian + "IIIII", body, 0)
+            if ifid >= len(interfaces) or caplen > blen - 20:
+                reader.fail_or_warn(
+                    f"enhanced packet block at offset {block_offset} names interface {ifid} or length {caplen} "
+                    "that do not exist"
+                )
+                return
+            iface = interfaces[ifid]
+            yield iface.ts_ns(high, low), iface.linktype, body[20:20 + caplen], orig
+        elif btype == SPB:
+            if not interfaces or blen < 4:
+                reader.fail_or_warn(f"simple packet block at offset {block_offset} without an interface")
+                return
+            (orig,) = struct.unpack_from(endian + "I", body, 0)
+            iface = interfaces[0]
+            caplen = min(orig, blen - 4, iface.snaplen or orig)
+            # Simple Packet Blocks carry no timestamp; Wireshark shows them at time 0.
+            yield 0, iface.linktype, body[4:4 + caplen], orig
+        elif btype == PB_OBSOLETE:
+            if blen < 20:
+                reader.fail_or_warn(f"packet block at offset {block_offset} is too short")
+                return
+            ifid, _drops, high, low, caplen, orig = struct.unpack_from(endian + "HHIIII", body, 0)
+            if ifid >= len(interfaces) or caplen > blen - 20:
+                reader.fail_or_warn(f"packet block at offset {block_offset} is inconsistent")
+                return
+            iface = interfaces[ifid]
+            yield iface.ts_ns(high, low), iface.linktype, body[20:20 + caplen], orig
+        elif btype == IDB:
+            if blen < 8:
+                reader.fail_or_warn(f"interface block at offset {block_offset} is too short")
+                return
+            linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", body, 0)
+            iface = Interface(linktype, snaplen)
+            for code, value in _options(body[:blen], 8, endian):
+                if code == OPT_IF_TSRESOL and value:
+                    iface.set_tsresol(value[0])
+                elif code == OPT_IF_TSOFFSET and len(value) == 8:
+                    (iface.offset_s,) = struct.unpack(endian + "q", value)
+            interfaces.append(iface)
+            reader.link_types.add(linktype)
+        elif btype == DSB:
+            if blen >= 8:
+                stype, slen = struct.unpack_from(endian + "II", body, 0)
+                reader.secrets.append((stype, bytes(body[8:8 + min(slen, blen - 8)])))
+        # Name Resolution, Interface Statistics, custom and unknown blocks: skipped by design.

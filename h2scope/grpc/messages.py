@@ -1,0 +1,67 @@
+"""Length-prefixed gRPC messages inside DATA: 1-byte compressed flag, 4-byte length, payload.
+
+Messages split across DATA frames and frames carrying several messages are both normal;
+this splitter counts them without copying payload bytes.
+"""
+
+from __future__ import annotations
+
+MAX_SIZES_KEPT = 64
+
+
+class MessageSplitter:
+    __slots__ = ("count", "compressed", "total", "sizes", "_hdr", "_need", "lost", "partial")
+
+    def __init__(self) -> None:
+        self.count = 0  # complete messages
+        self.compressed = 0
+        self.total = 0  # payload bytes of complete messages
+        self.sizes: list[int] = []  # the first MAX_SIZES_KEPT message sizes
+        self._hdr = b""  # a message prefix split across frames
+        self._need = 0  # payload bytes still to come for the current message
+        self.lost = False  # a gap or an unknown start made the framing unknowable
+        self.partial = False  # a message was still incomplete when the stream ended
+
+    def feed(self, data: bytes) -> None:
+        if self.lost:
+            return
+        n = len(data)
+        pos = 0
+        while pos < n:
+            if self._need:
+                take = min(self._need, n - pos)
+                self._need -= take
+                pos += take
+                if not self._need:
+                    self.count += 1
+                continue
+            if self._hdr or n - pos < 5:
+                want = 5 - len(self._hdr)
+                self._hdr += data[pos:pos + want]
+                pos += min(want, n - pos)
+                if len(self._hdr) < 5:
+                    return
+                hdr = self._hdr
+                self._hdr = b""
+                flag, length = hdr[0], int.from_bytes(hdr[1:5], "big")
+            else:
+                flag, length = data[pos], int.from_bytes(data[pos + 1:pos + 5], "big")
+                pos += 5
+            if flag > 1:
+                # Not gRPC framing (or we lost sync): stop counting rather than invent messages.
+                self.lost = True
+                return
+            self.compressed += flag
+            self.total += length
+            if len(self.sizes) < MAX_SIZES_KEPT:
+                self.sizes.append(length)
+            if length == 0:
+                self.count += 1
+            else:
+                self._need = length
+
+    def lose(self) -> None:
+        self.lost = True
+
+    def finish(self) -> None:
+        self.partial = bool(self._need or self._hdr)

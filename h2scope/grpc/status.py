@@ -1,0 +1,23 @@
+"""gRPC status codes and grpc-message decoding."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+STATUS_NAMES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+)
+DEADLINE_EXCEEDED = 4
+
+
+def status_name(code: int | None) -> str:
+    if code is None:
+        return "-"
+    return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else str(code)
+
+
+def decode_grpc_message(raw: str) -> str:
+    """grpc-message is percent-encoded UTF-8; invalid sequences are kept as they came."""
+    return unquote(raw, errors="replace")

@@ -1,0 +1,1 @@
+"""HTTP/2: finding it on a connection, splitting frames, HPACK, and stream lifecycles."""

@@ -1,0 +1,160 @@
+"""Cut one direction's byte stream into HTTP/2 frames.
+
+A frame belongs to the packet that carried its last byte (Wireshark's convention for
+reassembled PDUs); the packet that carried its first byte is kept too. After a gap inside
+a frame's payload the frame is still delivered, marked damaged, and framing stays in sync
+(its length is known). A gap across a frame boundary loses the framing: the splitter
+then looks for a validated resynchronisation point, a run of consecutive frame headers
+that are each plausible (known type, defined flags only, stream-0 rules, fixed lengths).
+The same search finds frame boundaries in captures that start mid-connection.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+from .constants import (
+    CONTINUATION, DATA, DEFINED_FLAGS, GOAWAY, HEADERS, PING, PRIORITY, PUSH_PROMISE, RST_STREAM,
+    SETTINGS, WINDOW_UPDATE,
+)
+
+HDR = struct.Struct("!BHBBI")  # 24-bit length as (high byte, low 16 bits), type, flags, stream
+RESYNC_FRAMES = 3  # consecutive plausible headers that confirm a resynchronisation
+MAX_RESYNC_BUFFER = 1 << 20  # bytes kept while looking for frame boundaries
+_STREAM0 = (SETTINGS, PING, GOAWAY)
+_FIXED = {PING: 8, RST_STREAM: 4, PRIORITY: 5, WINDOW_UPDATE: 4}
+
+
+def plausible_frame_end(buf: bytes, i: int, max_len: int) -> Optional[int]:
+    """End offset of the frame whose header starts at i, if the header is plausible."""
+    hi, lo, t, flags, sid = HDR.unpack_from(buf, i)
+    length = (hi << 16) | lo
+    if length > max_len or t > CONTINUATION or sid & 0x80000000 or flags & ~DEFINED_FLAGS[t] & 0xFF:
+        return None
+    if t in _STREAM0:
+        if sid:
+            return None
+    elif t != WINDOW_UPDATE and not sid:
+        return None
+    fixed = _FIXED.get(t)
+    if fixed is not None and length != fixed:
+        return None
+    if t == SETTINGS and (length % 6 or (flags & 1 and length)):
+        return None
+    if t == GOAWAY and length < 8:
+        return None
+    return i + 9 + length
+
+
+class RawFrame(tuple):
+    """(header9, length, type, flags, stream_id, payload, first_packet, damaged)"""
+
+
+class FrameSplitter:
+    __slots__ = ("_buf", "_first_packet", "synced", "resyncs", "skipped", "_damaged", "_missing",
+                 "max_len", "_need_start")
+
+    def __init__(self, synced: bool = True, max_len: int = (1 << 24) - 1) -> None:
+        self._buf = b""
+        self._first_packet = 0
+        self.synced = synced
+        self.resyncs = 0  # times framing was found again after a gap or a mid-connection start
+        self.skipped = 0  # bytes that could not be framed
+        self._damaged = False  # the frame being assembled lost bytes to a gap
+        self._missing = 0
+        self.max_len = max_len  # for resynchronisation only: the largest length believed
+        self._need_start = True  # the next data starts a TCP chunk right after a gap/start
+
+    def feed(self, data: bytes, packet: int) -> list:
+        """Frames completed by `data` (which arrived in `packet`)."""
+        if self._buf:
+            buf = self._buf + data
+        else:
+            buf = data
+            self._first_packet = packet
+        if not self.synced:
+            buf = self._resync(buf, packet)
+            if not self.synced:
+                return []
+        out = []
+        n = len(buf)
+        pos = 0
+        unpack = HDR.unpack_from
+        first = self._first_packet
+        while n - pos >= 9:
+            hi, lo, t, flags, sid = unpack(buf, pos)
+            end = pos + 9 + ((hi << 16) | lo)
+            if end > n:
+                break
+            out.append((buf[pos:pos + 9], end - pos - 9, t, flags, sid & 0x7FFFFFFF,
+                        buf[pos + 9:end], first, self._damaged))
+            self._damaged = False
+            pos = end
+            first = packet
+        self._buf = buf[pos:] if pos < n else b""
+        self._first_packet = first if pos < n and pos == 0 else packet
+        return out
+
+    def gap(self, size: int) -> None:
+        """`size` bytes the capture never saw come next in this direction."""
+        buf = self._buf
+        if self.synced and len(buf) >= 9:
+            hi, lo = buf[0], int.from_bytes(buf[1:3], "big")
+            frame_total = 9 + ((hi << 16) | lo)
+            remaining = frame_total - len(buf)
+            if size <= remaining:
+                # The hole is inside this frame's payload: keep framing, mark the frame damaged.
+                self._buf = buf + bytes(size)
+                self._damaged = True
+                return
+        self.skipped += len(buf)
+        self._buf = b""
+        self._damaged = False
+        self.synced = False
+        self._need_start = True
+
+    def _resync(self, buf: bytes, packet: int) -> bytes:
+        n = len(buf)
+        i = 0
+        max_len = self.max_len
+        while i + 9 <= n:
+            count = 0
+            j = i
+            incomplete = False
+            while j + 9 <= n:
+                end = plausible_frame_end(buf, j, max_len)
+                if end is None:
+                    break
+                count += 1
+                if end > n:
+                    incomplete = True
+                    break
+                j = end
+                if count >= RESYNC_FRAMES:
+                    break
+            if count >= RESYNC_FRAMES or (count and j == n and i == 0 and self._need_start):
+                self.skipped += i
+                self.synced = True
+                self.resyncs += 1
+                self._first_packet = packet
+                self._need_start = False
+                return buf[i:]
+            if count and (incomplete or j + 9 > n):
+                # Plausible so far but not yet confirmed: wait for more bytes.
+                break
+            i += 1
+        self._need_start = False
+        if i:
+            self.skipped += i
+            buf = buf[i:]
+        if len(buf) > MAX_RESYNC_BUFFER:
+            self.skipped += len(buf) - MAX_RESYNC_BUFFER
+            buf = buf[-MAX_RESYNC_BUFFER:]
+        self._buf = buf
+        self._first_packet = packet
+        return buf
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)

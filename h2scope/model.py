@@ -1,0 +1,267 @@
+"""The model every view reads: connections, streams, GOAWAYs, violations.
+
+Times are integer epoch nanoseconds inside (a float cannot hold a nanosecond capture's
+precision) and epoch seconds as floats in JSON, as DESIGN.md's contract says. Packet
+numbers are Wireshark's. Sides are 0 = client, 1 = server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .grpc.status import status_name
+from .http2.constants import error_name
+
+CLIENT = 0
+SERVER = 1
+SIDE_NAMES = ("client", "server")
+DIR_NAMES = ("c2s", "s2c")
+
+MAX_LATE_FRAMES = 256  # frames after a reset kept in detail per stream; more are counted
+
+
+def sec(ns: Optional[int]) -> Optional[float]:
+    return None if ns is None else ns / 1e9
+
+
+@dataclass(slots=True)
+class Violation:
+    """Something RFC 9113 (or HPACK, or TCP framing) forbids, seen on the wire."""
+
+    conn: int
+    stream: Optional[int]
+    packet: int
+    ts_ns: int
+    side: Optional[int]
+    what: str
+
+    def to_json(self) -> dict:
+        return {"conn": self.conn, "stream": self.stream, "packet": self.packet, "time": sec(self.ts_ns),
+                "by": SIDE_NAMES[self.side] if self.side is not None else None, "what": self.what}
+
+
+@dataclass(slots=True)
+class LateFrame:
+    """A frame on a stream after it was reset: evidence for data-after-rst."""
+
+    ts_ns: int
+    packet: int
+    side: int
+    type: int
+    length: int
+
+
+@dataclass(slots=True)
+class Goaway:
+    by: int
+    packet: int
+    ts_ns: int
+    last_stream_id: int
+    error_code: int
+    debug: str
+    affected: list[int] = field(default_factory=list)  # open streams above last_stream_id
+
+    def to_json(self) -> dict:
+        return {"by": SIDE_NAMES[self.by], "packet": self.packet, "time": sec(self.ts_ns),
+                "last_stream_id": self.last_stream_id, "error_code": error_name(self.error_code),
+                "debug_data": self.debug, "affected_streams": self.affected}
+
+
+@dataclass(slots=True)
+class Stall:
+    """A sender that could not send DATA: its flow-control window was exhausted."""
+
+    side: int
+    stream: Optional[int]  # None: the connection window
+    start_ns: int
+    start_packet: int
+    end_ns: Optional[int] = None
+    end_packet: Optional[int] = None
+
+    def to_json(self) -> dict:
+        return {"by": SIDE_NAMES[self.side], "stream": self.stream, "start": sec(self.start_ns),
+                "start_packet": self.start_packet, "end": sec(self.end_ns), "end_packet": self.end_packet,
+                "duration": sec(self.end_ns - self.start_ns) if self.end_ns is not None else None}
+
+
+@dataclass(slots=True, eq=False)
+class StreamRecord:
+    conn: int
+    stream: int
+    start_ns: int
+    start_packet: int
+    state: str = "idle"
+    partial: bool = False  # began before the capture did
+    end_ns: Optional[int] = None
+    end_packet: Optional[int] = None
+    end_reason: Optional[str] = None
+    method: Optional[str] = None  # :path
+    http_method: Optional[str] = None
+    authority: Optional[str] = None
+    content_type: Optional[str] = None
+    grpc: bool = False
+    grpc_encoding: Optional[str] = None
+    grpc_timeout: Optional[str] = None
+    timeout_ns: Optional[int] = None
+    deadline_ns: Optional[int] = None
+    http_status: Optional[int] = None
+    grpc_status: Optional[int] = None
+    grpc_message: Optional[str] = None
+    trailers_only: bool = False
+    request_headers: Optional[list] = None
+    response_headers: Optional[list] = None
+    trailers: Optional[list] = None
+    headers_unknown: bool = False
+    metadata: dict = field(default_factory=dict)
+    frames: list = field(default_factory=lambda: [0, 0])
+    data_bytes: list = field(default_factory=lambda: [0, 0])
+    data_frames: list = field(default_factory=lambda: [0, 0])
+    messages: list = field(default_factory=lambda: [0, 0])
+    message_bytes: list = field(default_factory=lambda: [0, 0])
+    compressed_messages: list = field(default_factory=lambda: [0, 0])
+    messages_known: list = field(default_factory=lambda: [True, True])
+    end_stream_ns: list = field(default_factory=lambda: [None, None])
+    end_stream_packet: list = field(default_factory=lambda: [None, None])
+    last_frame_ns: list = field(default_factory=lambda: [None, None])
+    first_data_ns: list = field(default_factory=lambda: [None, None])
+    rst_by: Optional[int] = None
+    rst_code: Optional[int] = None
+    rst_ns: Optional[int] = None
+    rst_packet: Optional[int] = None
+    rst_count: int = 0  # RST_STREAMs on this stream, both sides
+    late: list = field(default_factory=list)  # LateFrame, after the first RST_STREAM
+    late_dropped: int = 0
+    after_deadline_frames: int = 0  # server DATA after the deadline
+    after_deadline_bytes: int = 0
+    after_deadline_first: Optional[tuple] = None  # (ts_ns, packet)
+    after_deadline_last: Optional[tuple] = None
+    goaway_packet: Optional[int] = None  # the GOAWAY that cut this stream, if one did
+    stalls: list = field(default_factory=list)
+    packets: list = field(default_factory=list)  # first packets of the stream's frames, bounded
+
+    @property
+    def service(self) -> Optional[str]:
+        if self.method and self.method.count("/") >= 2:
+            return self.method.rsplit("/", 1)[0].lstrip("/")
+        return None
+
+    @property
+    def rpc(self) -> Optional[str]:
+        if self.method and self.method.count("/") >= 2:
+            return self.method.rsplit("/", 1)[1]
+        return None
+
+    @property
+    def duration_ns(self) -> Optional[int]:
+        return None if self.end_ns is None else self.end_ns - self.start_ns
+
+    def rst_json(self) -> Optional[dict]:
+        if self.rst_by is None:
+            return None
+        return {"by": SIDE_NAMES[self.rst_by], "code": error_name(self.rst_code or 0),
+                "time": sec(self.rst_ns), "packet": self.rst_packet}
+
+    def to_json(self) -> dict:
+        return {
+            "conn": self.conn,
+            "stream": self.stream,
+            "method": self.method,
+            "grpc": self.grpc,
+            "start": sec(self.start_ns),
+            "end": sec(self.end_ns),
+            "start_packet": self.start_packet,
+            "end_packet": self.end_packet,
+            "state": self.state,
+            "partial": self.partial,
+            "http_method": self.http_method,
+            "authority": self.authority,
+            "content_type": self.content_type,
+            "grpc_encoding": self.grpc_encoding,
+            "grpc_timeout": self.grpc_timeout,
+            "timeout": sec(self.timeout_ns),
+            "deadline": sec(self.deadline_ns),
+            "http_status": self.http_status,
+            "grpc_status": self.grpc_status,
+            "grpc_status_name": status_name(self.grpc_status) if self.grpc_status is not None else None,
+            "grpc_message": self.grpc_message,
+            "trailers_only": self.trailers_only,
+            "end_reason": self.end_reason,
+            "rst": self.rst_json(),
+            "frames": {"c2s": self.frames[0], "s2c": self.frames[1]},
+            "data_bytes": {"c2s": self.data_bytes[0], "s2c": self.data_bytes[1]},
+            "messages": {"c2s": self.messages[0] if self.messages_known[0] else None,
+                         "s2c": self.messages[1] if self.messages_known[1] else None},
+            "message_bytes": {"c2s": self.message_bytes[0], "s2c": self.message_bytes[1]},
+            "compressed_messages": {"c2s": self.compressed_messages[0], "s2c": self.compressed_messages[1]},
+            "headers_unknown": self.headers_unknown,
+            "metadata": self.metadata,
+            "request_headers": self.request_headers,
+            "response_headers": self.response_headers,
+            "trailers": self.trailers,
+            "flow_control_stalls": [s.to_json() for s in self.stalls],
+        }
+
+
+@dataclass(slots=True, eq=False)
+class ConnectionRecord:
+    id: int
+    client: str
+    server: str
+    server_port: int
+    role_source: str
+    start_ns: int
+    end_ns: int
+    first_packet: int
+    last_packet: int
+    close: str
+    close_by: Optional[str]
+    close_packet: Optional[int]
+    rtt_ns: Optional[int]
+    rtt_source: Optional[str]
+    protocol: str
+    packets: list
+    bytes: list
+    retransmissions: list
+    gaps: list
+    gap_bytes: list
+    conflicts: list
+    streams: int = 0
+    goaways: list = field(default_factory=list)
+    settings: list = field(default_factory=lambda: [{}, {}])
+    stalls: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    hpack_blocks: int = 0
+    hpack_memo_hits: int = 0
+    after_goaway: list = field(default_factory=list)  # frames above a GOAWAY's last_stream_id
+    tls_alpn: Optional[list] = None
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "client": self.client,
+            "server": self.server,
+            "roles_from": self.role_source,
+            "protocol": self.protocol,
+            "start": sec(self.start_ns),
+            "end": sec(self.end_ns),
+            "first_packet": self.first_packet,
+            "last_packet": self.last_packet,
+            "close": self.close,
+            "close_by": self.close_by,
+            "close_packet": self.close_packet,
+            "rtt": sec(self.rtt_ns),
+            "rtt_source": self.rtt_source,
+            "streams": self.streams,
+            "goaways": [g.to_json() for g in self.goaways],
+            "packets": {"c2s": self.packets[0], "s2c": self.packets[1]},
+            "bytes": {"c2s": self.bytes[0], "s2c": self.bytes[1]},
+            "retransmissions": {"c2s": self.retransmissions[0], "s2c": self.retransmissions[1]},
+            "gaps": {"c2s": self.gaps[0], "s2c": self.gaps[1]},
+            "gap_bytes": {"c2s": self.gap_bytes[0], "s2c": self.gap_bytes[1]},
+            "conflicting_overlaps": {"c2s": self.conflicts[0], "s2c": self.conflicts[1]},
+            "settings": {"client": self.settings[0], "server": self.settings[1]},
+            "flow_control_stalls": [s.to_json() for s in self.stalls],
+            "tls_alpn": self.tls_alpn,
+            "notes": self.notes,
+        }

@@ -1,0 +1,96 @@
+"""Drive the pipeline over one capture: packets → TCP byte streams → per-connection sinks.
+
+This is the only place that connects the stages; each stage is a sans-IO core that the
+driver feeds. Views (report, JSON, TUI, check) read the result and never re-parse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .capture.link import LINKTYPE_NAMES, LinkDecoder
+from .capture.reader import CaptureReader
+from .tcp.reassembly import DEFAULT_OOO_CAP, SinkFactory, TcpConnection, TcpTracker
+
+
+@dataclass
+class CaptureInfo:
+    path: str
+    format: str = "unknown"
+    compressed: bool = False
+    packets: int = 0
+    tcp_packets: int = 0
+    first_ns: Optional[int] = None
+    last_ns: Optional[int] = None
+    link_types: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    ip_fragments: int = 0
+    secrets: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "compressed": self.compressed,
+            "packets": self.packets,
+            "tcp_packets": self.tcp_packets,
+            "first_time": self.first_ns / 1e9 if self.first_ns is not None else None,
+            "last_time": self.last_ns / 1e9 if self.last_ns is not None else None,
+            "link_types": self.link_types,
+            "warnings": self.warnings,
+            "skipped": self.skipped,
+            "ip_fragments": self.ip_fragments,
+            "decryption_secrets": self.secrets,
+        }
+
+
+ProgressFn = Callable[[int], None]
+
+
+def run_capture(path: str, sink_factory: SinkFactory, *,
+                on_finished: Optional[Callable[[TcpConnection], None]] = None,
+                ooo_cap: int = DEFAULT_OOO_CAP,
+                progress: Optional[ProgressFn] = None) -> CaptureInfo:
+    """Stream one capture through link decoding and TCP reassembly into per-connection sinks.
+
+    `progress`, when given, is called with the number of capture bytes read so far every
+    few thousand packets (the CLI turns it into a progress bar on a TTY).
+    """
+    info = CaptureInfo(path=path)
+    decoder = LinkDecoder()
+    tracker = TcpTracker(sink_factory, ooo_cap=ooo_cap, on_finished=on_finished)
+    decode = decoder.decode
+    feed = tracker.feed
+    tcp_packets = 0
+    with CaptureReader(path) as reader:
+        info.format = reader.format
+        info.compressed = reader.compressed
+        try:
+            for number, ts_ns, linktype, data, _orig in reader:
+                seg = decode(linktype, data)
+                if seg is not None:
+                    tcp_packets += 1
+                    feed(number, ts_ns, seg)
+                if progress is not None and not number & 0xFFF:
+                    progress(reader.bytes_read)
+        finally:
+            info.format = reader.format
+            info.packets = reader.packets
+            info.first_ns = reader.first_ts_ns
+            info.last_ns = reader.last_ts_ns
+        tracker.finish()
+        info.tcp_packets = tcp_packets
+        info.link_types = sorted({LINKTYPE_NAMES.get(t, f"LINKTYPE_{t}") for t in reader.link_types})
+        info.warnings = list(reader.warnings)
+        info.skipped = dict(decoder.skipped)
+        info.ip_fragments = decoder.ip_fragments
+        info.secrets = len(reader.secrets)
+        if decoder.ip_fragments:
+            info.warnings.append(
+                f"{decoder.ip_fragments} IP fragments were not reassembled; TCP data inside them is a gap"
+            )
+        if tracker.late_packets:
+            info.skipped["after connection close"] = tracker.late_packets
+    return info
