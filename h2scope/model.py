@@ -132,10 +132,8 @@ class StreamRecord:
     rst_count: int = 0  # RST_STREAMs on this stream, both sides
     late: list = field(default_factory=list)  # LateFrame, after the first RST_STREAM
     late_dropped: int = 0
-    after_deadline_frames: int = 0  # server DATA after the deadline
-    after_deadline_bytes: int = 0
-    after_deadline_first: Optional[tuple] = None  # (ts_ns, packet)
-    after_deadline_last: Optional[tuple] = None
+    after_deadline: list = field(default_factory=list)  # server DATA after the deadline: (ts_ns, packet, length)
+    after_deadline_dropped: int = 0
     goaway_packet: Optional[int] = None  # the GOAWAY that cut this stream, if one did
     stalls: list = field(default_factory=list)
     packets: list = field(default_factory=list)  # first packets of the stream's frames, bounded

@@ -272,6 +272,7 @@ class H2Observer:
         ls.rec.end_stream_ns[CLIENT] = req_ts
         ls.rec.end_stream_packet[CLIENT] = req_packet
         self.max_stream[CLIENT] = 1
+        self.splitters[CLIENT].expect_preface(PREFACE)
         rest = buf[size:]
         client_rest = self._sniff[CLIENT]
         self._sniff = [b"", b""]
@@ -279,8 +280,6 @@ class H2Observer:
             self.on_data(SERVER, rest, packet, ts_ns)
         if client_rest:
             self.on_data(CLIENT, client_rest, packet, ts_ns)
-        # The client's preface follows the 101; strip it when it arrives.
-        self.splitters[CLIENT] = _PrefaceStripper(self.splitters[CLIENT])  # type: ignore[assignment]
 
     # ---- frames ------------------------------------------------------------------------
 
@@ -482,14 +481,17 @@ class H2Observer:
         elif damaged:
             ls.msgs[side].lose()
         if side == SERVER and rec.deadline_ns is not None and ts_ns > rec.deadline_ns:
-            rec.after_deadline_frames += 1
-            rec.after_deadline_bytes += length
-            if rec.after_deadline_first is None:
-                rec.after_deadline_first = (ts_ns, packet)
-            rec.after_deadline_last = (ts_ns, packet)
+            self._after_deadline(rec, length, packet, ts_ns)
         self._flow_consume(ls, side, length, packet, ts_ns, bool(flags & FLAG_END_STREAM))
         if flags & FLAG_END_STREAM and sid in self.live:
             self._end_stream(ls, side, packet, ts_ns)
+
+    @staticmethod
+    def _after_deadline(rec: StreamRecord, length: int, packet: int, ts_ns: int) -> None:
+        if len(rec.after_deadline) < MAX_LATE_FRAMES:
+            rec.after_deadline.append((ts_ns, packet, length))
+        else:
+            rec.after_deadline_dropped += 1
 
     def _end_stream(self, ls: LiveStream, side: int, packet: int, ts_ns: int) -> None:
         ls.ended[side] = True
@@ -510,6 +512,8 @@ class H2Observer:
             if ftype == DATA:
                 rec.data_bytes[side] += length
                 rec.data_frames[side] += 1
+                if side == SERVER and rec.deadline_ns is not None and ts_ns > rec.deadline_ns:
+                    self._after_deadline(rec, length, packet, ts_ns)
             return
         if ftype in (DATA, HEADERS) and rec.end_stream_ns[side] is not None:
             self._violation(packet, ts_ns, side, sid,
@@ -530,13 +534,14 @@ class H2Observer:
         if ls is None:
             self._frame_on_closed(side, sid, HEADERS, len(block or b""), closed, packet, ts_ns)
             if block is not None:
-                # The block must still be decoded to keep the HPACK table in sync.
-                self._block(side, sid, flags, block, None, packet, ts_ns, record)
+                # Decoded even so: the HPACK table must stay in sync, and trailers that cross a
+                # reset (grpcio's DEADLINE_EXCEEDED) still tell how the call ended.
+                late_ok = closed is not None and closed.rst_by is not None
+                self._block(side, sid, flags, block, closed if late_ok else None, packet, ts_ns, record)
             return
-        if self._transition(ls, header_event(side), side, packet, ts_ns) and block is not None:
-            self._block(side, sid, flags, block, ls, packet, ts_ns, record)
-        elif block is not None:
-            self._block(side, sid, flags, block, None, packet, ts_ns, record)
+        ok = self._transition(ls, header_event(side), side, packet, ts_ns)
+        if block is not None:
+            self._block(side, sid, flags, block, ls.rec if ok else None, packet, ts_ns, record)
         if flags & FLAG_END_STREAM and sid in self.live:
             if self.live[sid] is ls:
                 self._end_stream(ls, side, packet, ts_ns)
@@ -549,12 +554,12 @@ class H2Observer:
             self._after_goaway(g, CLIENT, sid, HEADERS, packet, ts_ns, new_stream=True)
         return ls
 
-    def _block(self, side: int, sid: int, flags: int, block: bytes, ls: Optional[LiveStream], packet: int,
+    def _block(self, side: int, sid: int, flags: int, block: bytes, rec: Optional[StreamRecord], packet: int,
                ts_ns: int, record: Optional[dict], promised: Optional[int] = None) -> None:
         if flags & FLAG_END_HEADERS:
-            self._decode_block(side, sid, block, ls, packet, ts_ns, record, promised)
+            self._decode_block(side, sid, block, rec, packet, ts_ns, record, promised)
         else:
-            self.pending_block[side] = [sid, [block], ls, promised]
+            self.pending_block[side] = [sid, [block], rec, promised]
 
     def _continuation(self, side: int, sid: int, flags: int, frame, packet: int, ts_ns: int,
                       record: Optional[dict]) -> None:
@@ -569,12 +574,9 @@ class H2Observer:
         pending[1].append(bytes(frame.data))
         if flags & FLAG_END_HEADERS:
             self.pending_block[side] = None
-            ls = pending[2]
-            if ls is not None and self.live.get(sid) is not ls:
-                ls = None
-            self._decode_block(side, sid, b"".join(pending[1]), ls, packet, ts_ns, record, pending[3])
+            self._decode_block(side, sid, b"".join(pending[1]), pending[2], packet, ts_ns, record, pending[3])
 
-    def _decode_block(self, side: int, sid: int, block: bytes, ls: Optional[LiveStream], packet: int,
+    def _decode_block(self, side: int, sid: int, block: bytes, rec: Optional[StreamRecord], packet: int,
                       ts_ns: int, record: Optional[dict], promised: Optional[int]) -> None:
         headers, error, unknown = self.hpack[side].decode(block)
         if error is not None:
@@ -587,9 +589,8 @@ class H2Observer:
                 self._request_headers(pls.rec, headers)
                 pls.rec.headers_unknown = unknown
             return
-        if ls is None:
+        if rec is None:
             return
-        rec = ls.rec
         if headers is None or unknown:
             rec.headers_unknown = True
         if headers is None:
@@ -600,7 +601,7 @@ class H2Observer:
             else:
                 rec.trailers = headers  # client trailers: rare, kept
         else:
-            self._response_headers(rec, headers, ls)
+            self._response_headers(rec, headers)
 
     def _request_headers(self, rec: StreamRecord, headers: list) -> None:
         rec.request_headers = headers
@@ -625,7 +626,7 @@ class H2Observer:
             elif name in TRACE_KEYS:
                 rec.metadata[name] = value
 
-    def _response_headers(self, rec: StreamRecord, headers: list, ls: LiveStream) -> None:
+    def _response_headers(self, rec: StreamRecord, headers: list) -> None:
         status = None
         grpc_status = None
         message = None
@@ -839,33 +840,6 @@ class H2Observer:
         self.ctx.connections.append(record)
         self.live.clear()
         self.recent.clear()
-
-
-class _PrefaceStripper:
-    """After an h2c upgrade the client sends the preface before its first frame."""
-
-    __slots__ = ("inner", "_seen")
-
-    def __init__(self, inner: FrameSplitter) -> None:
-        self.inner = inner
-        self._seen = b""
-
-    def feed(self, data: bytes, packet: int) -> list:
-        if self._seen is not None:
-            buf = self._seen + data
-            if len(buf) < len(PREFACE) and PREFACE.startswith(buf):
-                self._seen = buf
-                return []
-            self._seen = None
-            data = buf[len(PREFACE):] if buf.startswith(PREFACE) else buf
-        return self.inner.feed(data, packet)
-
-    def gap(self, size: int) -> None:
-        self._seen = None
-        self.inner.gap(size)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
 
 
 _SETTING_NAMES = {

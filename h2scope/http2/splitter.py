@@ -53,7 +53,7 @@ class RawFrame(tuple):
 
 class FrameSplitter:
     __slots__ = ("_buf", "_first_packet", "synced", "resyncs", "skipped", "_damaged", "_missing",
-                 "max_len", "_need_start")
+                 "max_len", "_need_start", "_preface")
 
     def __init__(self, synced: bool = True, max_len: int = (1 << 24) - 1) -> None:
         self._buf = b""
@@ -65,9 +65,24 @@ class FrameSplitter:
         self._missing = 0
         self.max_len = max_len  # for resynchronisation only: the largest length believed
         self._need_start = True  # the next data starts a TCP chunk right after a gap/start
+        self._preface: bytes = b""  # bytes to strip before the first frame
+
+    def expect_preface(self, preface: bytes) -> None:
+        """The stream starts with this preface (after an h2c upgrade's 101), not a frame."""
+        self._preface = preface
 
     def feed(self, data: bytes, packet: int) -> list:
         """Frames completed by `data` (which arrived in `packet`)."""
+        if self._preface:
+            seen = self._buf + data
+            if len(seen) < len(self._preface) and self._preface.startswith(seen):
+                self._buf = seen
+                return []
+            self._buf = b""
+            if seen.startswith(self._preface):
+                seen = seen[len(self._preface):]
+            self._preface = b""
+            data = seen
         if self._buf:
             buf = self._buf + data
         else:

@@ -1,0 +1,293 @@
+"""The `h2scope` command line.
+
+Exit codes: 0 clean, 1 a finding at or above --fail-on, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Optional
+
+from . import __version__
+from .errors import CaptureError
+from .findings import SEVERITIES, SEVERITY_RANK
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+DESCRIPTION = """\
+Explain what happened to every HTTP/2 and gRPC call's deadline in a packet capture.
+
+h2scope reads pcap, pcapng and gzip-compressed captures (use - for stdin), reassembles
+TCP, finds HTTP/2 on any port (prior knowledge, h2c Upgrade, or --decode-as for captures
+that start mid-connection), and reports deadline overruns, streams that kept sending after
+a cancel, streams lost to GOAWAY or connection close, cancel storms and protocol
+violations. Every claim names packet numbers you can open in Wireshark.
+"""
+
+EPILOG = """\
+examples:
+  h2scope analyze dump.pcap                      terminal report
+  h2scope analyze dump.pcap --format json        everything, for scripts
+  h2scope analyze dump.pcap --fail-on error      exit 1 when an error-level finding exists
+  tcpdump -i any -w - port 50051 | h2scope analyze -
+  h2scope frames dump.pcap --stream 5            one stream's frames, as Wireshark numbers them
+  h2scope explain data-after-rst                 what a finding means and how to fix it
+"""
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range: {port}")
+    return port
+
+
+def _seconds(value: str) -> float:
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*", value)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (e.g. 0.05, 50ms)")
+    n = float(m.group(1))
+    unit = m.group(2) or "s"
+    return n / {"s": 1, "ms": 1e3, "us": 1e6, "µs": 1e6}[unit]
+
+
+def _regex(value: str) -> re.Pattern:
+    try:
+        return re.compile(value)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"bad regular expression {value!r}: {e}") from None
+
+
+def _add_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("capture", help="pcap, pcapng or .gz capture; - reads stdin")
+    p.add_argument("--decode-as", metavar="PORT", type=_port, action="append", default=[],
+                   help="decode TCP port PORT as HTTP/2 even without a preface (captures that start "
+                        "mid-connection); repeatable")
+    p.add_argument("--ooo-cap", metavar="BYTES", type=int, default=None,
+                   help="out-of-order bytes buffered per TCP direction before declaring a gap (default 4 MiB)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .rules import KINDS
+
+    parser = argparse.ArgumentParser(prog="h2scope", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"h2scope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    a = sub.add_parser("analyze", help="report deadline, cancel, GOAWAY and protocol findings",
+                       description="Analyze a capture and report findings with evidence packets.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+                           "severities: error > warning > info\n"
+                           f"finding kinds: {', '.join(KINDS)}\n"
+                           "exit codes: 0 clean, 1 a finding at or above --fail-on, 2 usage or input error"))
+    _add_input(a)
+    a.add_argument("--format", choices=("text", "json", "jsonl"), default="text",
+                   help="text report (default), one JSON document, or one finding per line")
+    a.add_argument("--fail-on", choices=SEVERITIES + ("never",), default="never",
+                   help="exit 1 when a finding at or above this severity exists (default: never)")
+    a.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this severity")
+    a.add_argument("--method", type=_regex, metavar="REGEX", help="only calls whose :path matches REGEX")
+    a.add_argument("--conn", type=int, metavar="ID", help="only connection ID (Wireshark's tcp.stream)")
+    a.add_argument("--grace", type=_seconds, metavar="SECONDS",
+                   help="time a reset or GOAWAY may take to reach the peer before later frames count "
+                        "(default: 4x RTT, at least 10 ms; 50 ms without an RTT)")
+    a.add_argument("--storm-count", type=int, default=10, metavar="N", help="resets that make a cancel storm (default 10)")
+    a.add_argument("--storm-window", type=_seconds, default=1.0, metavar="SECONDS",
+                   help="window for --storm-count (default 1 s)")
+    a.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+    f = sub.add_parser("frames", help="list every HTTP/2 frame (packet, stream, type, flags, headers)",
+                       description="List every HTTP/2 frame, numbered by packet as Wireshark does.")
+    _add_input(f)
+    f.add_argument("--format", choices=("text", "jsonl"), default="text")
+    f.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
+    f.add_argument("--stream", type=int, metavar="ID", help="only stream ID")
+
+    e = sub.add_parser("explain", help="what a finding kind means, why it matters, usual fixes")
+    e.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
+    return parser
+
+
+def _console(stream=None):
+    from rich.console import Console
+
+    out = stream or sys.stdout
+    tty = out.isatty()
+    width = None if tty else int(os.environ.get("COLUMNS", "160"))
+    return Console(file=out, width=width, no_color="NO_COLOR" in os.environ or not tty,
+                   highlight=False, soft_wrap=not tty)
+
+
+def _options(args) -> "Options":
+    from .analysis import Options
+
+    opts = Options(decode_as=tuple(args.decode_as))
+    if args.ooo_cap is not None:
+        opts.ooo_cap = max(1, args.ooo_cap)
+    if getattr(args, "grace", None) is not None:
+        opts.grace_s = args.grace
+    if getattr(args, "storm_count", None) is not None:
+        opts.storm_count = max(2, args.storm_count)
+        opts.storm_window_s = args.storm_window
+    return opts
+
+
+class _Progress:
+    """A progress bar on stderr for long captures, only on a TTY."""
+
+    def __init__(self, path: str, enabled: bool) -> None:
+        self.bar = None
+        if not enabled or path == "-" or not sys.stderr.isatty() or "CI" in os.environ:
+            return
+        try:
+            total = os.path.getsize(path)
+        except OSError:
+            return
+        if total < 8 * 1024 * 1024:
+            return
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress("reading", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                            console=_console(sys.stderr), transient=True)
+        self.task = self.bar.add_task("read", total=total)
+        self.bar.start()
+
+    def __call__(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    @property
+    def callback(self):
+        return self if self.bar is not None else None
+
+
+def cmd_analyze(args) -> int:
+    from .analysis import analyze
+    from .report.json_report import write_json, write_jsonl
+    from .report.text import render
+
+    progress = _Progress(args.capture, not args.no_progress)
+    try:
+        result = analyze(args.capture, _options(args), progress=progress.callback)
+    finally:
+        progress.close()
+    min_rank = SEVERITY_RANK[args.min_severity]
+    streams = result.streams
+    connections = result.connections
+    findings = [f for f in result.findings if f.rank >= min_rank]
+    if args.conn is not None:
+        connections = [c for c in connections if c.id == args.conn]
+        streams = [s for s in streams if s.conn == args.conn]
+        findings = [f for f in findings if f.conn == args.conn]
+    if args.method is not None:
+        streams = [s for s in streams if s.method and args.method.search(s.method)]
+        findings = [f for f in findings if f.method and args.method.search(f.method)]
+    if args.format == "json":
+        write_json(sys.stdout, result, findings, streams, connections)
+    elif args.format == "jsonl":
+        write_jsonl(sys.stdout, findings)
+    else:
+        render(_console(), result, findings, streams, connections)
+    for w in result.capture.warnings:
+        if args.format != "text":
+            print(f"h2scope: warning: {w}", file=sys.stderr)
+    if args.fail_on != "never" and any(f.rank >= SEVERITY_RANK[args.fail_on] for f in findings):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _frame_text(r: dict) -> str:
+    extra = []
+    if "error_code" in r:
+        extra.append(r["error_code"])
+    if "last_stream_id" in r:
+        extra.append(f"last_stream_id={r['last_stream_id']}")
+    if "settings" in r:
+        extra.append(" ".join(f"{k}={v}" for k, v in r["settings"].items()))
+    if "headers" in r:
+        extra.append(" ".join(f"{n}: {v}" for n, v in r["headers"]))
+    if r.get("damaged"):
+        extra.append("(bytes missing from capture)")
+    flags = "|".join(r["flag_names"]) or "-"
+    return (f"{r['packet']:>7} {r['time']:.6f} conn {r['conn']:<3} {r['dir']} stream {r['stream']:<5} "
+            f"{r['type']:<13} {flags:<24} len {r['length']:<6} {'  '.join(extra)}")
+
+
+def cmd_frames(args) -> int:
+    from .analysis import Options, decode
+
+    out = sys.stdout
+    want_conn, want_stream = args.conn, args.stream
+    jsonl = args.format == "jsonl"
+
+    def emit(r: dict) -> None:
+        if want_conn is not None and r["conn"] != want_conn:
+            return
+        if want_stream is not None and r["stream"] != want_stream:
+            return
+        out.write(json.dumps(r, ensure_ascii=False) + "\n" if jsonl else _frame_text(r) + "\n")
+
+    result = decode(args.capture, _options(args) if args else Options(), on_frame=emit)
+    for w in result.capture.warnings:
+        print(f"h2scope: warning: {w}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain
+    from .rules import KINDS
+
+    if args.kind is None:
+        for kind in KINDS:
+            print(explain(kind))
+        return EXIT_OK
+    print(explain(args.kind), end="")
+    return EXIT_OK
+
+
+COMMANDS = {"analyze": cmd_analyze, "frames": cmd_frames, "explain": cmd_explain}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CaptureError as e:
+        print(f"h2scope: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("h2scope: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+    except Exception as e:  # never a traceback for the user; H2SCOPE_DEBUG=1 shows it
+        if os.environ.get("H2SCOPE_DEBUG"):
+            raise
+        print(f"h2scope: error: could not analyze {getattr(args, 'capture', '')}: internal error "
+              f"{type(e).__name__}: {e} (set H2SCOPE_DEBUG=1 for details, and please report it)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

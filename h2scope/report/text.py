@@ -1,0 +1,120 @@
+"""The terminal report: capture facts, connections, findings worst first, per-method table."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..grpc.status import status_name
+from ..rules import KINDS
+from ..rules.common import ms, plural, size
+from .tables import method_table
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _when(ns) -> str:
+    if ns is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def render(console: Console, analysis, findings: list, streams: list, connections: list) -> None:
+    cap = analysis.capture
+    console.print(Text(f"h2scope · {cap.path}", style="bold"))
+    span = (cap.last_ns - cap.first_ns) if cap.first_ns is not None and cap.last_ns is not None else 0
+    fmt = cap.format + (" (gzip)" if cap.compressed else "")
+    console.print(f"  {fmt}, {', '.join(cap.link_types) or 'no link type'} · {plural(cap.packets, 'packet')} · "
+                  f"{_when(cap.first_ns)} + {ms(span)}")
+    grpc_calls = sum(1 for s in streams if s.grpc)
+    h2 = [c for c in connections if c.protocol.startswith("h2c")]
+    console.print(f"  {plural(len(connections), 'TCP connection')} ({len(h2)} HTTP/2) · "
+                  f"{plural(len(streams), 'stream')} · {plural(grpc_calls, 'gRPC call')} · "
+                  f"{plural(analysis.frames, 'HTTP/2 frame')}")
+    _not_decoded(console, analysis, connections)
+
+    console.print()
+    console.print(Text("Connections", style="bold underline"))
+    table = Table(box=None, pad_edge=False, show_edge=False)
+    for col in ("#", "client → server", "protocol", "packets c/s", "bytes c/s", "gaps", "rtt", "closed",
+                "streams"):
+        table.add_column(col, no_wrap=col != "protocol")
+    for c in connections:
+        roles = "" if c.role_source in ("syn", "preface") else " (roles guessed)"
+        closed = "still open" if c.close == "open" else f"{c.close.upper()} by {c.close_by} @{c.close_packet}"
+        gaps = "-" if not (c.gaps[0] or c.gaps[1]) else f"{c.gaps[0]}/{c.gaps[1]} ({size(c.gap_bytes[0] + c.gap_bytes[1])})"
+        goaway = f", GOAWAY×{len(c.goaways)}" if c.goaways else ""
+        table.add_row(str(c.id), f"{c.client} → {c.server}{roles}", c.protocol,
+                      f"{c.packets[0]}/{c.packets[1]}", f"{size(c.bytes[0])}/{size(c.bytes[1])}", gaps,
+                      ms(c.rtt_ns) if c.rtt_ns is not None else "-", closed + goaway, str(c.streams))
+    console.print(table)
+
+    console.print()
+    counts = Counter(f.severity for f in findings)
+    head = ", ".join(f"{counts[s]} {s}" for s in ("error", "warning", "info") if counts[s]) or "none"
+    console.print(Text(f"Findings: {head}", style="bold underline"))
+    by_kind: dict[str, list] = {}
+    for f in findings:
+        by_kind.setdefault(f.kind, []).append(f)
+    order = sorted(by_kind, key=lambda k: (-max(f.rank for f in by_kind[k]), KINDS.index(k)))
+    for kind in order:
+        group = by_kind[kind]
+        sev = max(group, key=lambda f: f.rank).severity
+        console.print(Text.assemble(("  " + sev.upper().ljust(8), SEVERITY_STYLE[sev]), (f"{kind} ({len(group)})", "bold")))
+        for f in group:
+            pk = ", ".join(map(str, f.packets[:8])) + ("…" if len(f.packets) > 8 else "")
+            line = Text("    • ")
+            line.append(f.summary)
+            line.append(f"  [packets {pk}]", style="dim")
+            console.print(line)
+    if not findings:
+        console.print("  No findings: every call ended within its deadline and no peer misbehaved.")
+
+    df = method_table(findings, streams)
+    if df.height:
+        console.print()
+        console.print(Text("Methods", style="bold underline"))
+        t = Table(box=None, pad_edge=False, show_edge=False)
+        for col in ("method", "calls", "status", "deadline %", "p50", "p99", "exceeded", "zombie"):
+            t.add_column(col, justify="left" if col in ("method", "status") else "right")
+        for row in df.iter_rows(named=True):
+            t.add_row(row["method"], str(row["calls"]), row["statuses"] or "-", f"{row['with_deadline_pct']:.0f}",
+                      _dur(row["p50_ms"]), _dur(row["p99_ms"]), str(row["deadline_exceeded"]),
+                      size(row["zombie_bytes"]) if row["zombie_bytes"] else "-")
+        console.print(t)
+    console.print()
+    console.print(Text(f"Open any packet in Wireshark: wireshark -r {cap.path} -g PACKET   ·   "
+                       "h2scope explain KIND for what a finding means", style="dim"))
+
+
+def _dur(v) -> str:
+    return "-" if v is None else ms(int(v * 1e6))
+
+
+def _not_decoded(console: Console, analysis, connections: list) -> None:
+    cap = analysis.capture
+    lines = list(cap.warnings)
+    for reason, n in sorted(cap.skipped.items()):
+        if reason != "after connection close":
+            lines.append(f"{plural(n, 'packet')} skipped: {reason}")
+    others = Counter(c.protocol for c in connections if not c.protocol.startswith("h2c"))
+    for proto, n in others.items():
+        lines.append(f"{plural(n, 'connection')} not decoded as HTTP/2: {proto}")
+    for c in connections:
+        for note in c.notes:
+            lines.append(f"connection {c.id}: {note}")
+    if cap.secrets:
+        lines.append(f"{plural(cap.secrets, 'decryption secrets block')} present (TLS decryption is not supported yet)")
+    if lines:
+        console.print(Text("  What could not be decoded:", style="yellow"))
+        for line in lines[:30]:
+            console.print(f"    - {line}")
+        if len(lines) > 30:
+            console.print(f"    - … and {len(lines) - 30} more")
+
+
+__all__ = ["render", "status_name"]

@@ -1,0 +1,134 @@
+"""The deadline findings: deadline-exceeded, work-after-deadline, deadline-missing,
+invalid-grpc-timeout. All read the grpc-timeout a client sent: the deadline is the time
+the capture saw the request's HEADERS plus that timeout."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..findings import Finding
+from ..grpc.status import DEADLINE_EXCEEDED, status_name
+from ..http2.constants import HEADERS, error_name
+from .common import MAX_EVIDENCE, grace_ns, ms, plural, size, where
+
+
+def _ender(rec, conn) -> tuple[str, str, list[int]]:
+    """(code word, phrase, evidence packets) for who ended a call that ran past its deadline."""
+    client_cancel = rec.rst_by == 0
+    server_de = rec.grpc_status == DEADLINE_EXCEEDED
+    trailer_pkt = rec.end_stream_packet[1]
+    if trailer_pkt is None:  # trailers that crossed a reset arrive after the stream closed
+        trailer_pkt = next((lf.packet for lf in rec.late if lf.side == 1 and lf.type == HEADERS), None)
+    if client_cancel and server_de:
+        if rec.end_stream_ns[1] is not None and rec.end_stream_ns[1] <= rec.rst_ns:
+            return ("server-deadline-exceeded",
+                    f"the server returned DEADLINE_EXCEEDED at packet {trailer_pkt}, crossing the client's "
+                    f"RST_STREAM({error_name(rec.rst_code)}) at packet {rec.rst_packet}", [trailer_pkt, rec.rst_packet])
+        return ("client-cancel",
+                f"the client sent RST_STREAM({error_name(rec.rst_code)}) at packet {rec.rst_packet}; the server's "
+                f"DEADLINE_EXCEEDED trailers crossed it", [rec.rst_packet] + ([trailer_pkt] if trailer_pkt else []))
+    if client_cancel:
+        return ("client-cancel", f"the client sent RST_STREAM({error_name(rec.rst_code)}) at packet {rec.rst_packet}",
+                [rec.rst_packet])
+    if server_de:
+        return ("server-deadline-exceeded", f"the server returned DEADLINE_EXCEEDED at packet {trailer_pkt}",
+                [trailer_pkt] if trailer_pkt else [])
+    if rec.rst_by == 1:
+        return ("server-reset", f"the server sent RST_STREAM({error_name(rec.rst_code)}) at packet {rec.rst_packet}",
+                [rec.rst_packet])
+    if rec.end_reason in ("connection-closed", "goaway"):
+        how = f"{conn.close.upper()} from the {conn.close_by}" if conn and conn.close_by else "connection close"
+        return ("connection-close", f"the TCP connection closed ({how} at packet {rec.end_packet})",
+                [rec.end_packet])
+    if rec.end_reason == "capture-ended":
+        return ("nobody", "nobody ended it within the capture", [])
+    status = status_name(rec.grpc_status) if rec.grpc_status is not None else "no status"
+    return ("completed-late", f"it completed anyway ({status}) at packet {rec.end_packet}: nobody enforced the deadline",
+            [rec.end_packet])
+
+
+def deadline_exceeded(analysis) -> list[Finding]:
+    out = []
+    conns = {c.id: c for c in analysis.connections}
+    for rec in analysis.streams:
+        if rec.deadline_ns is None or rec.end_ns is None:
+            continue
+        conn = conns.get(rec.conn)
+        grace = grace_ns(conn, analysis.options.grace_s)
+        overrun = rec.end_ns - rec.deadline_ns
+        at_deadline_cancel = rec.rst_by == 0 and abs(rec.rst_ns - rec.deadline_ns) <= grace
+        if not (overrun > 0 or rec.grpc_status == DEADLINE_EXCEEDED or at_deadline_cancel):
+            continue
+        who, phrase, evidence = _ender(rec, conn)
+        if rec.end_reason == "capture-ended":
+            overrun = (conn.end_ns if conn else rec.end_ns) - rec.deadline_ns
+        timing = (f"ran {ms(overrun)} past its {rec.grpc_timeout} deadline" if overrun > 0 else
+                  f"hit its {rec.grpc_timeout} deadline")
+        summary = f"{where(conn, rec.stream)} {rec.method or '(no :path)'} {timing}; {phrase}."
+        out.append(Finding(
+            kind="deadline-exceeded", severity="error", conn=rec.conn, stream=rec.stream, ts_ns=rec.deadline_ns,
+            summary=summary, packets=sorted({rec.start_packet, *[p for p in evidence if p]}), method=rec.method,
+            details={"timeout": rec.timeout_ns / 1e9, "deadline": rec.deadline_ns / 1e9,
+                     "overrun": overrun / 1e9, "ended_by": who,
+                     "grpc_status": rec.grpc_status},
+        ))
+    return out
+
+
+def work_after_deadline(analysis) -> list[Finding]:
+    out = []
+    conns = {c.id: c for c in analysis.connections}
+    for rec in analysis.streams:
+        if not rec.after_deadline:
+            continue
+        conn = conns.get(rec.conn)
+        grace = grace_ns(conn, analysis.options.grace_s)
+        frames = [f for f in rec.after_deadline if f[0] > rec.deadline_ns + grace]
+        if not frames:
+            continue
+        nbytes = sum(f[2] for f in frames)
+        span = frames[-1][0] - rec.deadline_ns
+        summary = (f"{where(conn, rec.stream)} {rec.method or ''}: the server sent {plural(len(frames), 'DATA frame')} "
+                   f"({size(nbytes)}) up to {ms(span)} after the {rec.grpc_timeout} deadline had passed: work the "
+                   "client could no longer use.")
+        out.append(Finding(
+            kind="work-after-deadline", severity="warning", conn=rec.conn, stream=rec.stream, ts_ns=frames[0][0],
+            summary=summary, packets=[rec.start_packet] + [f[1] for f in frames[:MAX_EVIDENCE]], method=rec.method,
+            details={"frames": len(frames) + rec.after_deadline_dropped, "bytes": nbytes,
+                     "duration": span / 1e9, "deadline": rec.deadline_ns / 1e9},
+        ))
+    return out
+
+
+def deadline_missing(analysis) -> list[Finding]:
+    by_method: dict[str, list] = defaultdict(list)
+    for rec in analysis.streams:
+        if rec.grpc and rec.grpc_timeout is None and not rec.headers_unknown and rec.request_headers is not None:
+            by_method[rec.method or "(no :path)"].append(rec)
+    out = []
+    for method, recs in sorted(by_method.items()):
+        first = recs[0]
+        summary = (f"{plural(len(recs), 'call')} to {method} carried no grpc-timeout: a stuck server holds them "
+                   "forever. Set a deadline on the client.")
+        out.append(Finding(
+            kind="deadline-missing", severity="info", conn=first.conn if len({r.conn for r in recs}) == 1 else None,
+            stream=first.stream if len(recs) == 1 else None, ts_ns=first.start_ns, summary=summary,
+            packets=[r.start_packet for r in recs[:MAX_EVIDENCE]], method=method,
+            details={"calls": len(recs), "streams": [[r.conn, r.stream] for r in recs[:100]]},
+        ))
+    return out
+
+
+def invalid_timeout(analysis) -> list[Finding]:
+    out = []
+    conns = {c.id: c for c in analysis.connections}
+    for rec in analysis.streams:
+        if rec.grpc_timeout is None or rec.timeout_ns is not None:
+            continue
+        summary = (f"{where(conns.get(rec.conn), rec.stream)} {rec.method or ''}: grpc-timeout {rec.grpc_timeout!r} is "
+                   "not 1-8 digits followed by H, M, S, m, u or n; servers ignore it or fail the call.")
+        out.append(Finding(
+            kind="invalid-grpc-timeout", severity="warning", conn=rec.conn, stream=rec.stream, ts_ns=rec.start_ns,
+            summary=summary, packets=[rec.start_packet], method=rec.method, details={"value": rec.grpc_timeout},
+        ))
+    return out

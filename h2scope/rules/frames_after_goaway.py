@@ -1,0 +1,59 @@
+"""frames-after-goaway: streams above a GOAWAY's last-stream-id that still carried frames,
+and new streams an endpoint opened after it received GOAWAY.
+
+The GOAWAY's sender said it would not process those streams, so frames it sends on them
+itself need no grace; the receiver's frames count once the GOAWAY had time to arrive.
+A graceful two-step shutdown (2^31-1, then the real last id) produces no finding.
+"""
+
+from __future__ import annotations
+
+from ..findings import Finding
+from ..http2.constants import error_name, type_name
+from ..model import SIDE_NAMES
+from .common import MAX_EVIDENCE, grace_ns, plural, where
+
+KIND = "frames-after-goaway"
+
+
+def check(analysis) -> list[Finding]:
+    out = []
+    for conn in analysis.connections:
+        if not conn.after_goaway:
+            continue
+        grace = grace_ns(conn, analysis.options.grace_s)
+        by_goaway: dict[int, list[dict]] = {}
+        for e in conn.after_goaway:
+            receiver_sent = e["side"] != _goaway_sender(conn, e["goaway_packet"])
+            if receiver_sent and e["ts_ns"] <= e["goaway_ns"] + grace:
+                continue  # in flight when the GOAWAY was sent
+            by_goaway.setdefault(e["goaway_packet"], []).append(e)
+        for gpkt, events in by_goaway.items():
+            g = next(g for g in conn.goaways if g.packet == gpkt)
+            new_streams = sorted({e["stream"] for e in events if e["new_stream"]})
+            streams = sorted({e["stream"] for e in events})
+            senders = sorted({SIDE_NAMES[e["side"]] for e in events})
+            types = sorted({type_name(e["type"]) for e in events})
+            parts = [f"{plural(len(events), 'frame')} ({', '.join(types)}) from the {' and '.join(senders)} on "
+                     f"{plural(len(streams), 'stream')} above last-stream-id {g.last_stream_id} "
+                     f"({', '.join(map(str, streams[:10]))}{'…' if len(streams) > 10 else ''})"]
+            if new_streams:
+                parts.append(f"{plural(len(new_streams), 'new stream')} opened after the GOAWAY arrived")
+            summary = (f"{where(conn)}: after the {SIDE_NAMES[g.by]}'s GOAWAY({error_name(g.error_code)}, "
+                       f"last-stream-id {g.last_stream_id}) at packet {g.packet}, " + "; ".join(parts)
+                       + ": those streams were not processed and requests on them are lost unless retried.")
+            out.append(Finding(
+                kind=KIND, severity="warning", conn=conn.id, stream=streams[0] if len(streams) == 1 else None,
+                ts_ns=events[0]["ts_ns"], summary=summary,
+                packets=sorted({gpkt} | {e["packet"] for e in events[:MAX_EVIDENCE]}),
+                details={"goaway_packet": gpkt, "last_stream_id": g.last_stream_id, "streams": streams,
+                         "new_streams": new_streams, "frames": len(events)},
+            ))
+    return out
+
+
+def _goaway_sender(conn, packet: int) -> int:
+    for g in conn.goaways:
+        if g.packet == packet:
+            return g.by
+    return -1

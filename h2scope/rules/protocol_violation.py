@@ -1,0 +1,29 @@
+"""protocol-violation: what the frame checks, the HPACK decoder and the stream state
+tables recorded. Identical violations on one stream are reported once, with a count."""
+
+from __future__ import annotations
+
+from ..findings import Finding
+from ..model import SIDE_NAMES
+from .common import MAX_EVIDENCE, where
+
+KIND = "protocol-violation"
+
+
+def check(analysis) -> list[Finding]:
+    conns = {c.id: c for c in analysis.connections}
+    groups: dict[tuple, list] = {}
+    for v in analysis.violations:
+        groups.setdefault((v.conn, v.stream, v.side, v.what), []).append(v)
+    methods = {(s.conn, s.stream): s.method for s in analysis.streams}
+    out = []
+    for (cid, sid, side, what), vs in groups.items():
+        who = f"the {SIDE_NAMES[side]} sent " if side is not None else ""
+        times = f" ({len(vs)} times)" if len(vs) > 1 else ""
+        out.append(Finding(
+            kind=KIND, severity="error", conn=cid, stream=sid, ts_ns=vs[0].ts_ns,
+            summary=f"{where(conns.get(cid), sid)}: {who}{what}{times}.",
+            packets=sorted({v.packet for v in vs})[:MAX_EVIDENCE], method=methods.get((cid, sid)),
+            details={"violation": what, "count": len(vs), "by": SIDE_NAMES[side] if side is not None else None},
+        ))
+    return out
