@@ -79,8 +79,8 @@ class H2Observer:
         self.mode = "sniff"  # sniff → h2 | upgrade | tls | other
         self.protocol = "unknown"
         self.partial = False  # decoding began mid-connection
-        self._sniff = [b"", b""]
-        self._sniff_packet = [0, 0]
+        self._sniff = [b"", b""]  # first bytes per side, to decide what the connection carries
+        self._chunks: list[list] = [[], []]  # the same bytes as (data, packet, ts_ns) chunks
         self._upgrade_request: Optional[tuple] = None
         self.splitters: list[Optional[FrameSplitter]] = [None, None]
         self.hpack = [HeaderDecoder(), HeaderDecoder()]
@@ -134,6 +134,7 @@ class H2Observer:
                 self.flow_known = False
         elif self.mode == "sniff":
             self._sniff[side] = b""
+            self._chunks[side] = []
 
     def on_close(self, side: int, how: str, packet: int, ts_ns: int) -> None:
         pass  # the connection record reads close facts from TCP when it ends
@@ -160,30 +161,25 @@ class H2Observer:
         self.splitters[SERVER].max_len = DEFAULT_MAX_FRAME_SIZE
 
     def _sniff_data(self, side: int, data: bytes, packet: int, ts_ns: int) -> None:
+        self._chunks[side].append((data, packet, ts_ns))
         buf = self._sniff[side] + data
         self._sniff[side] = buf
-        if not self._sniff_packet[side]:
-            self._sniff_packet[side] = packet
         if self.mode == "upgrade":
-            self._sniff_upgrade(side, packet, ts_ns)
+            self._sniff_upgrade(side)
             return
         state = detect.preface_state(buf)
         if state is True:
             if side == SERVER:  # the preface came from the side we took for the server
                 self.tcp.swap_roles("preface")
                 self._sniff.reverse()
-                self._sniff_packet.reverse()
-                side = CLIENT
+                self._chunks.reverse()
             elif self.tcp.role_source != "syn":
                 self.tcp.role_source = "preface"
             self._start_h2("h2c")
-            rest = buf[len(PREFACE):]
-            other = self._sniff[1 - side]
-            self._sniff = [b"", b""]
-            if other:  # the server spoke first (its SETTINGS before the preface arrived)
-                self.on_data(1 - side, other, self._sniff_packet[1 - side], ts_ns)
-            if rest:
-                self.on_data(side, rest, packet, ts_ns)
+            self.splitters[CLIENT].expect_preface(PREFACE)
+            # The server may have spoken first (its SETTINGS before the preface arrived).
+            self._replay(SERVER)
+            self._replay(CLIENT)
             return
         if state is None:
             return
@@ -200,11 +196,11 @@ class H2Observer:
                 self.mode = "upgrade"
                 self._upgrade_request = (line, headers, packet, ts_ns)
                 self._sniff[CLIENT] = b""
-                self._sniff_upgrade(SERVER, packet, ts_ns)
+                self._chunks[CLIENT] = []
+                self._sniff_upgrade(SERVER)
                 return
-            if port not in self.ctx.decode_as:
-                self._give_up("http/1.1")
-                return
+            self._give_up("http/1.1")
+            return
         if side == CLIENT and buf[:1] == b"\x16":
             alpn = detect.tls_client_hello_alpn(buf)
             if alpn is not None:
@@ -212,37 +208,54 @@ class H2Observer:
                 self.protocol = "h2 over TLS (encrypted - needs a key log)" if "h2" in alpn else "TLS"
                 self.mode = "tls"
                 self._sniff = [b"", b""]
+                self._chunks = [[], []]
                 return
             if len(buf) < 6:
                 return
         if port in self.ctx.decode_as or self.tcp.role_source == "port-guess":
             # Told to, or the capture began after the connection did: find frame boundaries.
-            self._start_partial("h2c (decoded from mid-connection)" if port not in self.ctx.decode_as
-                                else "h2c (--decode-as)")
-            bufs = self._sniff
-            pkts = self._sniff_packet
-            self._sniff = [b"", b""]
-            for s in (CLIENT, SERVER):
-                if bufs[s]:
-                    self.on_data(s, bufs[s], pkts[s], ts_ns)
-            if self.protocol.startswith("h2c (decoded") and not any(sp.synced for sp in self.splitters if sp):
-                self.mode = "h2"  # keep trying as more bytes come
+            self._start_partial("h2c (--decode-as)" if port in self.ctx.decode_as
+                                else "h2c (decoded from mid-connection)")
+            self._replay(CLIENT)
+            self._replay(SERVER)
             return
-        if side == SERVER and not self._sniff[CLIENT]:
-            # A server speaking first (its SETTINGS before the client's preface) is normal for gRPC.
-            if len(buf) < detect.MAX_SNIFF:
-                return
+        if side == SERVER and not self._sniff[CLIENT] and len(buf) < detect.MAX_SNIFF:
+            return  # a server speaking first (SETTINGS before the client's preface) is normal for gRPC
         self._give_up("unknown")
 
+    def _replay(self, side: int, skip: int = 0) -> None:
+        """Feed what was held back while sniffing, chunk by chunk so frames keep their packets."""
+        chunks = self._chunks[side]
+        self._chunks[side] = []
+        self._sniff[side] = b""
+        for data, packet, ts_ns in chunks:
+            if skip:
+                cut = min(skip, len(data))
+                data = data[cut:]
+                skip -= cut
+            if data:
+                self.on_data(side, data, packet, ts_ns)
+
     def _give_up(self, protocol: str) -> None:
+        if self.tcp.server_port in self.ctx.decode_as:
+            # The user said this port is HTTP/2: look for frames whatever the first bytes said.
+            self._start_partial("h2c (--decode-as)")
+            self._replay(CLIENT)
+            self._replay(SERVER)
+            return
         self.mode = "other"
         self.protocol = protocol
         self._sniff = [b"", b""]
+        self._chunks = [[], []]
 
-    def _sniff_upgrade(self, side: int, packet: int, ts_ns: int) -> None:
+    def _sniff_upgrade(self, side: int) -> None:
         if side != SERVER:
             return
         buf = self._sniff[SERVER]
+        if len(buf) >= 5 and not buf.startswith(b"HTTP/"):
+            # e.g. nghttpd answers an Upgrade request with HTTP/2 SETTINGS: no upgrade happened.
+            self._give_up("http/1.1 (h2c upgrade answered with non-HTTP/1.1 bytes)")
+            return
         head = detect.parse_http1_head(buf)
         if head is None:
             if len(buf) > detect.MAX_SNIFF:
@@ -265,7 +278,6 @@ class H2Observer:
             elif name not in ("connection", "upgrade", "http2-settings", "keep-alive", "transfer-encoding"):
                 headers.append((name, value))
         ls = self._open_stream(1, req_packet, req_ts)
-        ls.state = State.OPEN
         self._request_headers(ls.rec, headers)
         ls.state = State.HALF_CLOSED_CLIENT
         ls.ended[CLIENT] = True
@@ -273,13 +285,8 @@ class H2Observer:
         ls.rec.end_stream_packet[CLIENT] = req_packet
         self.max_stream[CLIENT] = 1
         self.splitters[CLIENT].expect_preface(PREFACE)
-        rest = buf[size:]
-        client_rest = self._sniff[CLIENT]
-        self._sniff = [b"", b""]
-        if rest:
-            self.on_data(SERVER, rest, packet, ts_ns)
-        if client_rest:
-            self.on_data(CLIENT, client_rest, packet, ts_ns)
+        self._replay(SERVER, skip=size)
+        self._replay(CLIENT)
 
     # ---- frames ------------------------------------------------------------------------
 
