@@ -169,7 +169,8 @@ def _as_list(x):
 
 
 def tshark_packets(path, port, proto="http2"):
-    cmd = ["tshark", "-r", path, "-o", "tcp.desegment_tcp_streams:TRUE",
+    # Without a raised tree depth tshark silently drops frames from packets carrying hundreds.
+    cmd = ["tshark", "-r", path, "-o", "tcp.desegment_tcp_streams:TRUE", "-o", "gui.max_tree_depth:1000000",
            "-d", f"tcp.port=={port},{proto}", "-T", "json", "--no-duplicate-keys",
            "-J", "frame tcp http2 http"]
     outp = subprocess.run(cmd, check=True, capture_output=True).stdout

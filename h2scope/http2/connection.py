@@ -33,6 +33,7 @@ from .hpack_state import HeaderDecoder
 from .lifecycle import State, data_event, end_event, header_event, rst_event, transition
 from .splitter import FrameSplitter
 
+PROBE_BYTES = 64 * 1024  # held back per connection while judging roles from HTTP/2 headers
 RECENT_CLOSED = 1024  # closed streams per connection kept for late frames
 MAX_RECORDED = 200  # per-connection evidence lists beyond which we only count
 TRACE_KEYS = ("traceparent", "tracestate", "grpc-trace-bin", "b3", "x-b3-traceid", "x-request-id",
@@ -140,6 +141,12 @@ class H2Observer:
         pass  # the connection record reads close facts from TCP when it ends
 
     def on_end(self, ts_ns: int) -> None:
+        if self.mode == "sniff" and self.tcp.role_source == "port-guess" and any(self._chunks):
+            # A short mid-connection capture: decide with what there is, then decode it.
+            self._settle_roles(final=True)
+            self._start_partial("h2c (decoded from mid-connection)")
+            self._replay(CLIENT)
+            self._replay(SERVER)
         self._finish(ts_ns)
 
     # ---- finding HTTP/2 ----------------------------------------------------------------
@@ -214,6 +221,8 @@ class H2Observer:
                 return
         if port in self.ctx.decode_as or self.tcp.role_source == "port-guess":
             # Told to, or the capture began after the connection did: find frame boundaries.
+            if self.tcp.role_source == "port-guess" and not self._settle_roles(final=False):
+                return
             self._start_partial("h2c (--decode-as)" if port in self.ctx.decode_as
                                 else "h2c (decoded from mid-connection)")
             self._replay(CLIENT)
@@ -222,6 +231,46 @@ class H2Observer:
         if side == SERVER and not self._sniff[CLIENT] and len(buf) < detect.MAX_SNIFF:
             return  # a server speaking first (SETTINGS before the client's preface) is normal for gRPC
         self._give_up("unknown")
+
+    def _settle_roles(self, final: bool) -> bool:
+        """Without a SYN or a preface, roles come from HTTP/2 itself: the side whose header
+        blocks carry :status is the server, :method/:path the client. The port guess
+        stands only when nothing decides it. True once settled."""
+        client = self._probe_roles()
+        if client is None:
+            held = len(self._sniff[CLIENT]) + len(self._sniff[SERVER])
+            if not final and held < PROBE_BYTES:
+                return False
+            return True
+        if client == SERVER:
+            self.tcp.swap_roles("http2-headers")
+            self._sniff.reverse()
+            self._chunks.reverse()
+        else:
+            self.tcp.role_source = "http2-headers"
+        return True
+
+    def _probe_roles(self) -> Optional[int]:
+        """Which side looks like the client, from a throwaway decode of the held-back bytes."""
+        for side in (CLIENT, SERVER):
+            splitter = FrameSplitter(synced=False, max_len=DEFAULT_MAX_FRAME_SIZE)
+            decoder = HeaderDecoder(partial=True)
+            for data, packet, _ts in self._chunks[side]:
+                for fr in splitter.feed(data, packet):
+                    if fr[2] != HEADERS or not fr[3] & FLAG_END_HEADERS:
+                        continue
+                    try:
+                        frame, _ = Frame.parse_frame_header(memoryview(fr[0]))
+                        frame.parse_body(memoryview(fr[5]))
+                    except (HyperframeError, ValueError, IndexError):
+                        continue
+                    headers, _err, _unknown = decoder.decode(bytes(frame.data))
+                    for name, _value in headers or ():
+                        if name == ":status":
+                            return 1 - side
+                        if name in (":method", ":path", ":scheme"):
+                            return side
+        return None
 
     def _replay(self, side: int, skip: int = 0) -> None:
         """Feed what was held back while sniffing, chunk by chunk so frames keep their packets."""
@@ -350,7 +399,7 @@ class H2Observer:
         elif ftype == PRIORITY:
             if frame is not None and frame.depends_on == sid:
                 self._violation(packet, ts_ns, side, sid, "PRIORITY frame makes a stream depend on itself")
-        if sid and ftype != PRIORITY:
+        if sid:
             self._count_stream_frame(side, sid, ftype, length, packet, ts_ns)
         if record is not None:
             if ftype in (DATA, HEADERS):
