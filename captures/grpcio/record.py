@@ -216,5 +216,5 @@ if __name__ == "__main__":
         print(fn.__name__)
         fn()
         time.sleep(0.3)
-    import make_facts
-    make_facts.main()
+    import runpy  # by path: every capture directory has its own make_facts.py
+    runpy.run_path(os.path.join(HERE, "make_facts.py"), run_name="__main__")

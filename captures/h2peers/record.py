@@ -171,6 +171,8 @@ def frames_after_goaway():
         while not c.dropped and time.monotonic() < deadline:
             c.pump(0.01)
         assert c.dropped, "GOAWAY never arrived"
+        # Keep using the connection well after the GOAWAY arrived (beyond any in-flight grace).
+        c.pump(0.05)
         for sid in (3, 5):  # new streams after GOAWAY(last_stream_id=1)
             c.conn.send_headers(sid, request_headers(PORT, "Unary", "500m"))
             c.conn.send_data(sid, grpc_message(f"after goaway {sid}", sid), end_stream=True)
@@ -354,13 +356,102 @@ def continuation():
     run("continuation.pcap", server, client)
 
 
+# ---------------------------------------------------------------------- protocol_violations
+def protocol_violations():
+    """A client that breaks RFC 9113 in many ways on one connection, against a lenient raw
+    server (an h2 server would close at the first violation). Raw sockets on both sides;
+    every frame is built with hyperframe or by hand where hyperframe refuses."""
+    from hpack import Encoder
+    from hyperframe.frame import (ContinuationFrame, DataFrame, HeadersFrame, PingFrame, SettingsFrame,
+                                  WindowUpdateFrame)
+
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+    def headers_frame(enc, sid, hdrs, flags=("END_HEADERS",)):
+        f = HeadersFrame(sid, data=enc.encode(hdrs))
+        for flag in flags:
+            f.flags.add(flag)
+        return f.serialize()
+
+    def raw_frame(ftype, flags, sid, payload):
+        return struct.pack("!BHBBI", len(payload) >> 16, len(payload) & 0xFFFF, ftype, flags, sid) + payload
+
+    def server(sock):
+        enc = Encoder()
+        sock.sendall(SettingsFrame(0).serialize())
+        buf = b""
+        answered = acked = False
+        sock.settimeout(5)
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+            if not acked and len(buf) >= len(preface) + 9:
+                ack = SettingsFrame(0)
+                ack.flags.add("ACK")
+                sock.sendall(ack.serialize())
+                acked = True
+            if not answered and b"/demo.Demo/Unary" in buf or (not answered and len(buf) > 60):
+                answered = True
+                sock.sendall(headers_frame(enc, 1, [(":status", "200"), ("content-type", "application/grpc")])
+                             + DataFrame(1, data=grpc_message("ok", 0)).serialize()
+                             + headers_frame(enc, 1, [("grpc-status", "0")], ("END_HEADERS", "END_STREAM")))
+        sock.close()
+
+    def client(sock):
+        enc = Encoder()
+        req = [(":method", "POST"), (":scheme", "http"), (":path", "/demo.Demo/Unary"),
+               (":authority", f"127.0.0.1:{PORT}"), ("content-type", "application/grpc"), ("te", "trailers"),
+               ("grpc-timeout", "1S")]
+        sock.sendall(preface + SettingsFrame(0).serialize())
+        time.sleep(0.02)
+        step = lambda data: (sock.sendall(data), time.sleep(0.005))  # noqa: E731
+        step(headers_frame(enc, 1, req) + DataFrame(1, data=grpc_message("hi", 1), flags=["END_STREAM"]).serialize())
+        time.sleep(0.05)
+        step(DataFrame(7, data=b"idle stream data").serialize())                       # DATA on idle stream 7
+        step(raw_frame(0x8, 0, 0, struct.pack("!I", 0)))                               # WINDOW_UPDATE +0
+        step(raw_frame(0x6, 0, 0, b"1234567"))                                         # PING of 7 bytes
+        hdr = HeadersFrame(3, data=enc.encode(req)[:10])                              # HEADERS without END_HEADERS
+        step(hdr.serialize() + PingFrame(0, opaque_data=b"12345678").serialize())     # ... interrupted by a PING
+        cont = ContinuationFrame(9, data=b"\x82")
+        cont.flags.add("END_HEADERS")
+        step(cont.serialize())                                                         # CONTINUATION out of nowhere
+        step(headers_frame(enc, 4, req, ("END_HEADERS", "END_STREAM")))               # client uses even stream 4
+        step(headers_frame(enc, 15, req, ("END_HEADERS", "END_STREAM")))              # stream 15, then ...
+        step(headers_frame(enc, 13, req, ("END_HEADERS", "END_STREAM")))              # ... 13: ids must increase
+        step(raw_frame(0x1, 0x5, 17, b"\xbf\x7f"))                                    # HPACK index nobody has
+        wu = WindowUpdateFrame(0, window_increment=1)
+        step(wu.serialize())
+        time.sleep(0.05)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(5)
+        while sock.recv(65536):
+            pass
+        sock.close()
+
+    name = "protocol_violations.pcap"
+    print(name)
+    ls = listen(PORT)
+    try:
+        with capture(out(name), PORT):
+            t = threading.Thread(target=lambda: server(ls.accept()[0]), daemon=True)
+            t.start()
+            client(connect(PORT))
+            t.join(10)
+            assert not t.is_alive(), "server thread hung"
+    finally:
+        ls.close()
+    time.sleep(0.2)
+
+
 SCENARIOS = [zombie_server, frames_after_goaway, data_after_own_rst, invalid_timeout,
-             cancel_storm, conn_lost, continuation]
+             cancel_storm, conn_lost, continuation, protocol_violations]
 
 if __name__ == "__main__":
     wanted = sys.argv[1:]
     for fn in SCENARIOS:
         if not wanted or fn.__name__ in wanted:
             fn()
-    import make_facts
-    make_facts.main()
+    import runpy  # by path: every capture directory has its own make_facts.py
+    runpy.run_path(os.path.join(HERE, "make_facts.py"), run_name="__main__")

@@ -80,5 +80,5 @@ def main():
 
 if __name__ == "__main__":
     main()
-    import make_facts
-    make_facts.main()
+    import runpy  # by path: every capture directory has its own make_facts.py
+    runpy.run_path(os.path.join(HERE, "make_facts.py"), run_name="__main__")

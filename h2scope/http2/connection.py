@@ -585,6 +585,13 @@ class H2Observer:
         if ls is None and closed is None:
             if side == CLIENT and sid & 1 and sid > self.max_stream[CLIENT]:
                 ls = self._new_client_stream(sid, first_packet, ts_ns, packet)
+            elif side == CLIENT and sid & 1 and not self.partial:
+                self._violation(packet, ts_ns, side, sid,
+                                f"stream {sid} opened after stream {self.max_stream[CLIENT]}: stream ids must "
+                                "increase (RFC 9113 §5.1.1)")
+                if block is not None:  # keep the HPACK table in sync
+                    self._block(side, sid, flags, block, None, packet, ts_ns, record)
+                return
             else:
                 ls, closed = self._lookup(side, sid, HEADERS, first_packet, ts_ns)
         if ls is None:
