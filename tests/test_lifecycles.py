@@ -24,6 +24,18 @@ for facts_file in sorted(ROOT.glob("*/facts.json")):
 
 _cache: dict = {}
 
+# Where h2scope and the facts (tshark) are expected to differ, and why.
+DIFFERENCES = {
+    "h2peers/protocol_violations.pcap": {
+        # Frames on streams never validly opened (DATA on idle 7, orphan CONTINUATION on 9, even
+        # client stream 4, decreasing id 13) are reported as violations, not invented streams.
+        "absent": {4, 7, 9, 13},
+        # A PING cut stream 3's header block: a connection error after which the HPACK state is
+        # unknowable. h2scope shows later headers as unknown instead of guessing; tshark decodes on.
+        "unknown": {3, 15, 17},
+    },
+}
+
 
 def model(path: Path):
     if path not in _cache:
@@ -43,11 +55,18 @@ def test_facts_cover_every_directory():
 def test_streams_match_facts(path: Path, facts: dict):
     result = model(path)
     ours = {(s.conn, s.stream): s for s in result.streams}
+    expected = DIFFERENCES.get(f"{path.parent.name}/{path.name}", {})
     for fs in facts["streams"]:
         key = (fs.get("conn", 0), fs["stream"])
+        if fs["stream"] in expected.get("absent", ()):
+            assert key not in ours
+            continue
         assert key in ours, f"stream {key} missing; have {sorted(ours)}"
         s = ours[key]
         where = f"{path.name} stream {key}"
+        if fs["stream"] in expected.get("unknown", ()):
+            assert s.method is None and s.headers_unknown, f"{where}: headers after lost HPACK state were guessed"
+            continue
         unresolved = fs.get("unresolved_headers", 0)
         if fs["path"] is not None:
             assert s.method == fs["path"], where
@@ -129,7 +148,7 @@ def test_midstream_capture_roles_and_unknown_headers():
     conn = result.connections[0]
     assert conn.role_source == "http2-headers" and conn.server.endswith(":50051")
     assert "mid-connection" in conn.protocol
-    assert any("HPACK state from before the capture" in n for n in conn.notes)
+    assert any("HPACK state not in the capture" in n for n in conn.notes)
 
 
 def test_goaway_affected_streams_and_lifecycle_states():

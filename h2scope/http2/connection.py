@@ -360,6 +360,8 @@ class H2Observer:
                             "(expected CONTINUATION, RFC 9113 §6.10)")
             self.pending_block[side] = None
             self.hpack[side].lose_state()
+            if pending[2] is not None:
+                pending[2].headers_unknown = True  # its header block was never completed
             pending = None
         if damaged:
             if ftype in (HEADERS, PUSH_PROMISE, CONTINUATION):
@@ -881,7 +883,7 @@ class H2Observer:
         for side in (CLIENT, SERVER):
             if self.hpack[side].partial and self.hpack[side]._table.unknown_refs:
                 self.notes.append(f"{DIR_NAMES[side]}: {self.hpack[side]._table.unknown_refs} header fields "
-                                  "referenced HPACK state from before the capture (shown as unknown)")
+                                  "referenced HPACK state not in the capture (shown as unknown)")
         rtt_ns, rtt_source = tcp.rtt_ns, "tcp-handshake" if tcp.rtt_ns is not None else None
         if rtt_ns is None and self.ping_rtt_ns is not None:
             rtt_ns, rtt_source = self.ping_rtt_ns, "http2-ping"

@@ -20,7 +20,7 @@ from typing import Optional
 from hpack import Decoder, HPACKError
 from hpack.table import HeaderTable
 
-UNKNOWN = "<unknown: needs HPACK state from before the capture>"
+UNKNOWN = "<unknown: HPACK state not in the capture>"
 _UNKNOWN_B = UNKNOWN.encode()
 MEMO_MAX = 4096
 

@@ -4,11 +4,18 @@ A sans-IO core: `TcpTracker.feed()` takes one decoded segment, and the per-conne
 sink receives ordered byte chunks, gaps and close events, each tagged with the packet
 number that completed it. The rules follow Wireshark's defaults:
 
-- first arrival wins for overlapping bytes; a retransmission whose bytes differ from what
-  was delivered is counted as a conflicting overlap (checked against a bounded history);
+- first arrival wins for overlapping bytes, whether the earlier copy was already delivered
+  or is still waiting in the out-of-order buffer; a later copy whose bytes differ is counted
+  as a conflicting overlap (checked against a bounded history);
 - bytes the capture never saw become a gap when the peer's ACK proves they were sent
-  (Wireshark's "ACKed unseen segment"), when the out-of-order buffer passes its cap, or at
-  the end of the connection; reassembly then resynchronises instead of stalling;
+  (Wireshark's "ACKed unseen segment") and later data or a FIN/RST is waiting behind them,
+  when the out-of-order buffer passes its cap, or at the end of the connection;
+  reassembly then resynchronises instead of stalling. An ACK-proven hole is only declared
+  once REORDER_WINDOW more packets have been read, so a capture whose records are slightly
+  out of order (multi-queue or `-i any` timestamps) reassembles exactly as if they were not;
+- a FIN or RST is delivered to the sink in sequence order: when it arrives ahead of data
+  still missing before it, its close event waits for that data (or for the hole to be
+  declared a gap), so no byte is ever delivered after its direction's close;
 - snaplen-truncated payloads deliver what was captured and a gap for the rest.
 
 Sequence numbers are compared as signed 32-bit differences and turned into absolute
@@ -17,7 +24,7 @@ stream offsets, so wrap-around is invisible above this layer.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from typing import Callable, Optional, Protocol
 
