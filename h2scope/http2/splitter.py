@@ -21,6 +21,8 @@ from .constants import (
 
 HDR = struct.Struct("!BHBBI")  # 24-bit length as (high byte, low 16 bits), type, flags, stream
 RESYNC_FRAMES = 3  # consecutive plausible headers that confirm a resynchronisation
+MAX_KNOWN_ERROR = 0xD  # HTTP_1_1_REQUIRED; larger codes are legal but implausible noise here
+STREAM_ID_SPREAD = 256  # ids this close are neighbours at any scale; farther apart, within a factor 2
 MAX_RESYNC_BUFFER = 1 << 20  # bytes kept while looking for frame boundaries
 _STREAM0 = (SETTINGS, PING, GOAWAY)
 _FIXED = {PING: 8, RST_STREAM: 4, PRIORITY: 5, WINDOW_UPDATE: 4}
@@ -44,7 +46,46 @@ def plausible_frame_end(buf: bytes, i: int, max_len: int) -> Optional[int]:
         return None
     if t == GOAWAY and length < 8:
         return None
-    return i + 9 + length
+    end = i + 9 + length
+    if end <= len(buf) and not _payload_plausible(buf, i + 9, length, t, flags, sid):
+        return None
+    return end
+
+
+def _payload_plausible(buf: bytes, p: int, length: int, t: int, flags: int, sid: int) -> bool:
+    """Checks a real endpoint never fails, used only to tell frames from noise when resyncing."""
+    if flags & 0x08 and t in (DATA, HEADERS, PUSH_PROMISE):  # PADDED: pad length inside the frame
+        if length < 1 or buf[p] >= length:
+            return False
+    if t == WINDOW_UPDATE:
+        inc = int.from_bytes(buf[p:p + 4], "big")
+        return 0 < inc < 0x80000000
+    if t == RST_STREAM:
+        return int.from_bytes(buf[p:p + 4], "big") <= MAX_KNOWN_ERROR
+    if t == GOAWAY:
+        return int.from_bytes(buf[p + 4:p + 8], "big") <= MAX_KNOWN_ERROR and not buf[p] & 0x80
+    if t == PRIORITY:
+        return int.from_bytes(buf[p:p + 4], "big") & 0x7FFFFFFF != sid
+    if t == SETTINGS:
+        return all(int.from_bytes(buf[q:q + 2], "big") <= 0x10 for q in range(p, p + length, 6))
+    return True
+
+
+def _empty_start(buf: bytes, i: int) -> bool:
+    """A zero-length frame only needs 9 header-like bytes before a real frame to be mimicked
+    by payload; a resynchronisation does not start on one (SETTINGS ACK excepted)."""
+    return buf[i] == 0 and buf[i + 1] == 0 and buf[i + 2] == 0 and not (buf[i + 3] == SETTINGS and buf[i + 4] == 1)
+
+
+def coherent_stream_ids(ids: list[int]) -> bool:
+    """Real streams on one connection have ids near each other; a header made of payload bytes
+    has an arbitrary id. Each non-zero id must lie near another one: within STREAM_ID_SPREAD,
+    or within half the smaller id on long-lived connections with large ids."""
+    nonzero = [s for s in ids if s]
+    if len(nonzero) < 2:
+        return True
+    return all(any(abs(a - b) <= max(STREAM_ID_SPREAD, min(a, b) // 2) for j, b in enumerate(nonzero) if j != i)
+               for i, a in enumerate(nonzero))
 
 
 class RawFrame(tuple):
@@ -137,17 +178,22 @@ class FrameSplitter:
             count = 0
             j = i
             incomplete = False
+            ids = []
             while j + 9 <= n:
                 end = plausible_frame_end(buf, j, max_len)
                 if end is None:
                     break
                 count += 1
+                ids.append(int.from_bytes(buf[j + 5:j + 9], "big"))
                 if end > n:
                     incomplete = True
                     break
                 j = end
                 if count >= RESYNC_FRAMES:
                     break
+            if not coherent_stream_ids(ids) or (count and _empty_start(buf, i)):
+                i += 1
+                continue
             if count >= RESYNC_FRAMES or (count and j == n and i == 0 and self._need_start):
                 self.skipped += i
                 self.synced = True

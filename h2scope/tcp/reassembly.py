@@ -36,6 +36,7 @@ DEFAULT_OOO_CAP = 4 * 1024 * 1024  # bytes of out-of-order data buffered per dir
 HISTORY_CAP = 64 * 1024  # delivered bytes kept to check retransmissions for conflicts
 MAX_GAP_RECORDS = 100  # gaps listed per direction; more are only counted
 CLOSED_KEEP = 4096  # closed connections remembered to absorb their trailing ACKs
+REORDER_WINDOW = 64  # packets read after an ACK proves a hole before it is declared a gap
 
 CLIENT = 0
 SERVER = 1
@@ -61,17 +62,25 @@ class Direction:
         "next_seq", "offset", "ooo", "ooo_bytes", "history", "history_bytes", "peer_ack",
         "packets", "payload_bytes", "delivered", "retransmissions", "keepalives", "out_of_order",
         "conflicts", "conflict_packets", "gaps", "gap_count", "gap_bytes", "truncated",
-        "fin_packet", "rst_packet", "zero_window",
+        "fin_packet", "rst_packet", "zero_window", "acked_upto", "proof_pending", "pending_close",
+        "fin_off", "closed",
     )
 
     def __init__(self) -> None:
         self.next_seq: Optional[int] = None
         self.offset = 0  # absolute stream offset of next_seq
-        self.ooo: list = []  # sorted [abs_offset, payload, packet, ts_ns, missing]
+        # sorted, non-overlapping [abs_offset, payload, packet, ts_ns, tail_end]; tail_end is
+        # the absolute end of a snaplen-truncated segment (0 when nothing was cut)
+        self.ooo: list = []
         self.ooo_bytes = 0
         self.history: deque = deque()  # (abs_offset, bytes) of recently delivered data
         self.history_bytes = 0
-        self.peer_ack: Optional[int] = None  # highest ACK the other side sent for these bytes
+        self.peer_ack: Optional[int] = None  # latest ACK the other side sent for these bytes
+        self.acked_upto = 0  # highest absolute offset the peer acknowledged
+        self.proof_pending = False  # an ACK-proven hole waits for the reorder window
+        self.pending_close: Optional[tuple] = None  # (abs_offset, how, packet, ts_ns) of a FIN/RST ahead of data
+        self.fin_off: Optional[int] = None  # absolute offset of this direction's FIN
+        self.closed = False  # the close event was handed to the sink
         self.packets = 0
         self.payload_bytes = 0  # payload bytes seen in segments, retransmissions included
         self.delivered = 0  # bytes handed to the sink
@@ -157,19 +166,26 @@ class TcpTracker:
     """Demultiplexes segments into connections and reassembles each direction."""
 
     def __init__(self, sink_factory: SinkFactory, ooo_cap: int = DEFAULT_OOO_CAP,
-                 on_finished: Optional[Callable[[TcpConnection], None]] = None) -> None:
+                 on_finished: Optional[Callable[[TcpConnection], None]] = None,
+                 reorder_window: int = REORDER_WINDOW) -> None:
         self._sink_factory = sink_factory
         self._on_finished = on_finished
         self.ooo_cap = ooo_cap
+        self.reorder_window = reorder_window
         # Both orientations of a 4-tuple map to (connection, endpoint index): one lookup per packet.
         self._open: dict[tuple, tuple[TcpConnection, int]] = {}
         self._closed: OrderedDict[tuple, tuple[TcpConnection, int]] = OrderedDict()
+        # ACK-proven holes waiting out the reorder window: (packet, ts_ns, conn, ep, upto),
+        # at most one per direction, in packet order.
+        self._proofs: deque = deque()
         self.next_id = 0
         self.late_packets = 0  # packets of connections already closed and released
 
     # ---- per packet -------------------------------------------------------------------
 
     def feed(self, number: int, ts_ns: int, seg: tuple) -> None:
+        if self._proofs and number - self._proofs[0][0] > self.reorder_window:
+            self._resolve_proofs(number - self.reorder_window)
         src, sport, dst, dport, seq, ack, flags, window, payload, missing = seg
         key = (src, sport, dst, dport)
         hit = self._open.get(key)
@@ -200,7 +216,11 @@ class TcpTracker:
                 conn.syn_seq = seq
                 if conn.syn_ns is None:
                     conn.syn_ns = ts_ns
-            d.next_seq = (seq + 1) & MASK
+            if d.next_seq is None or not (d.delivered or d.ooo or d.gap_count):
+                d.next_seq = (seq + 1) & MASK
+            if conn.role_source == "port-guess" and not (conn.dirs[0].delivered or conn.dirs[1].delivered):
+                # The SYN came after other packets of the connection (records out of order).
+                conn.set_client(ep ^ 1 if flags & TCP_ACK else ep, "syn")
         elif flags & TCP_ACK and conn.rtt_ns is None and conn.syn_ns is not None \
                 and conn.synack_ns is not None and not payload and ep == conn.client_ep:
             # The client's ACK of the SYN/ACK: Wireshark's tcp.analysis.initial_rtt.
@@ -209,8 +229,10 @@ class TcpTracker:
         if flags & TCP_ACK:
             peer = conn.dirs[1 - ep]
             peer.peer_ack = ack
-            if peer.ooo:
-                self._ack_gap(conn, 1 - ep, peer, ack, number, ts_ns)
+            if peer.next_seq is not None:
+                acked = (ack - peer.next_seq) & MASK
+                if 0 < acked < HALF:
+                    self._acked_unseen(conn, 1 - ep, peer, peer.offset + acked, number, ts_ns)
 
         if payload or missing:
             self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
@@ -218,14 +240,13 @@ class TcpTracker:
         if flags & TCP_RST:
             if d.rst_packet is None:
                 d.rst_packet = number
-                self._closing(conn, ep, "rst", number, ts_ns)
-            self._finish(conn, ts_ns)
+                self._close_at(conn, ep, d, "rst", self._seq_offset(d, seq + len(payload) + missing),
+                               number, ts_ns)
         elif flags & TCP_FIN and d.fin_packet is None:
             d.fin_packet = number
-            self._flush(conn, ep, d, number, ts_ns)
-            self._closing(conn, ep, "fin", number, ts_ns)
-            if conn.dirs[1 - ep].fin_packet is not None:
-                self._finish(conn, ts_ns)
+            off = self._seq_offset(d, seq + len(payload) + missing)
+            d.fin_off = off
+            self._close_at(conn, ep, d, "fin", off, number, ts_ns)
 
     def _new_connection(self, number: int, ts_ns: int, src: bytes, sport: int, dst: bytes,
                         dport: int, flags: int) -> tuple[TcpConnection, int]:
@@ -248,6 +269,18 @@ class TcpTracker:
         self._open[(dst, dport, src, sport)] = entry1
         return entry0
 
+    @staticmethod
+    def _seq_offset(d: Direction, seq: int) -> int:
+        """The absolute stream offset of sequence number `seq` in direction d."""
+        seq &= MASK
+        if d.next_seq is None:
+            d.next_seq = seq
+            return d.offset
+        rel = (seq - d.next_seq) & MASK
+        if rel >= HALF:
+            rel -= 0x100000000
+        return d.offset + rel
+
     # ---- reassembly ------------------------------------------------------------------
 
     def _data(self, conn: TcpConnection, ep: int, d: Direction, seq: int, payload: bytes,
@@ -266,7 +299,11 @@ class TcpTracker:
             self._deliver(conn, ep, d, payload, number, ts_ns)
             if missing:
                 self._gap(conn, ep, d, d.offset + missing, number, ts_ns)
+            if d.pending_close is not None:
+                self._check_close(conn, ep, d)
             return
+        start = d.offset + rel
+        tail_end = start + n + missing if missing else 0
         if rel < 0:
             end = rel + n + missing
             if end <= 0:
@@ -274,56 +311,131 @@ class TcpTracker:
                     d.keepalives += 1
                 else:
                     d.retransmissions += 1
-                    self._check_overlap(d, d.offset + rel, payload, number)
+                    self._check_overlap(d, start, payload, number)
                 return
             d.retransmissions += 1
-            self._check_overlap(d, d.offset + rel, payload[:-rel], number)
-            payload = payload[-rel:]
-            rel = 0
+            old = min(-rel, n)
+            self._check_overlap(d, start, payload[:old], number)
+            payload = payload[old:]
+            start += old
             if not d.ooo:
                 self._deliver(conn, ep, d, payload, number, ts_ns)
-                if missing:
-                    self._gap(conn, ep, d, d.offset + missing, number, ts_ns)
+                if tail_end:
+                    self._gap(conn, ep, d, tail_end, number, ts_ns)
+                if d.pending_close is not None:
+                    self._check_close(conn, ep, d)
                 return
+        elif rel > 0:
+            d.out_of_order += 1
+            if d.acked_upto > d.offset and not d.proof_pending:
+                # An earlier ACK already proved the hole before this segment.
+                d.proof_pending = True
+                self._proofs.append((number, ts_ns, conn, ep, d.acked_upto))
         # Out of order (or in order behind buffered data): buffer, then drain what is contiguous.
-        d.out_of_order += rel > 0
-        start = d.offset + rel
-        insort(d.ooo, [start, payload, number, ts_ns, missing])
-        d.ooo_bytes += len(payload)
-        if rel > 0 and d.peer_ack is not None:
-            acked = (d.peer_ack - d.next_seq) & MASK
-            if 0 < acked < HALF:
-                # The peer acknowledged bytes this capture never saw: they are lost to us.
-                self._gap(conn, ep, d, d.offset + min(acked, rel), number, ts_ns)
+        self._buffer(d, start, payload, number, ts_ns, tail_end)
         while d.ooo_bytes > self.ooo_cap and d.ooo:
             self._gap(conn, ep, d, d.ooo[0][0], number, ts_ns)
             self._drain(conn, ep, d)
         self._drain(conn, ep, d)
 
+    def _buffer(self, d: Direction, start: int, payload: bytes, number: int, ts_ns: int,
+                tail_end: int) -> None:
+        """Insert into the out-of-order buffer what no earlier arrival already holds."""
+        ooo = d.ooo
+        end = start + len(payload)
+        i = bisect_left(ooo, [start])
+        if i and ooo[i - 1][0] + len(ooo[i - 1][1]) > start:
+            i -= 1
+        pieces = []
+        pos = start
+        overlapped = False
+        while i < len(ooo) and ooo[i][0] < end:
+            bstart, bdata = ooo[i][0], ooo[i][1]
+            bend = bstart + len(bdata)
+            i += 1
+            if bend <= pos:
+                continue
+            if bstart > pos:
+                pieces.append((pos, payload[pos - start:bstart - start]))
+            lo, hi = max(bstart, pos), min(bend, end)
+            if lo < hi:
+                overlapped = True
+                if payload[lo - start:hi - start] != bdata[lo - bstart:hi - bstart]:
+                    self._conflict(d, number)
+            pos = max(pos, hi)
+        if pos < end:
+            pieces.append((pos, payload[pos - start:]))
+        if overlapped and not pieces:
+            d.retransmissions += 1
+        for pstart, pdata in pieces:
+            insort(ooo, [pstart, pdata, number, ts_ns, 0])
+            d.ooo_bytes += len(pdata)
+        if tail_end:
+            # The cut-off tail: what the capture lost of this segment is a gap when reached.
+            insort(ooo, [end, b"", number, ts_ns, tail_end])
+
     def _drain(self, conn: TcpConnection, ep: int, d: Direction) -> None:
         ooo = d.ooo
         while ooo and ooo[0][0] <= d.offset:
-            start, payload, number, ts_ns, missing = ooo.pop(0)
+            start, payload, number, ts_ns, tail_end = ooo.pop(0)
             d.ooo_bytes -= len(payload)
             skip = d.offset - start
             if skip:
-                # Overlaps bytes already delivered: first arrival wins.
+                # Overlaps bytes already delivered (or declared lost): first arrival wins.
                 self._check_overlap(d, start, payload[:skip], number)
                 payload = payload[skip:]
-                if not payload:
-                    continue
-            self._deliver(conn, ep, d, payload, number, ts_ns)
-            if missing:
-                self._gap(conn, ep, d, d.offset + missing, number, ts_ns)
+            if payload:
+                self._deliver(conn, ep, d, payload, number, ts_ns)
+            if tail_end:
+                # Bytes the snaplen cut off; an earlier arrival still buffered wins over them.
+                self._gap(conn, ep, d, min(tail_end, ooo[0][0]) if ooo else tail_end, number, ts_ns)
+        if d.pending_close is not None:
+            self._check_close(conn, ep, d)
 
-    def _ack_gap(self, conn: TcpConnection, ep: int, d: Direction, ack: int, number: int,
-                 ts_ns: int) -> None:
-        if d.next_seq is None:
+    def _acked_unseen(self, conn: TcpConnection, ep: int, d: Direction, upto: int, number: int,
+                      ts_ns: int) -> None:
+        """The peer acknowledged bytes of d up to `upto` that were not delivered yet."""
+        if d.fin_off is not None and upto > d.fin_off:
+            upto = d.fin_off  # the FIN takes a sequence number but no byte
+        if upto <= d.offset:
             return
-        acked = (ack - d.next_seq) & MASK
-        if 0 < acked < HALF and d.ooo[0][0] <= d.offset + acked:
-            self._gap(conn, ep, d, d.ooo[0][0], number, ts_ns)
+        if upto > d.acked_upto:
+            d.acked_upto = upto
+        if not d.proof_pending:
+            d.proof_pending = True
+            self._proofs.append((number, ts_ns, conn, ep, upto))
+
+    def _resolve_proofs(self, before: int) -> None:
+        """Declare the ACK-proven holes recorded before packet `before` lost, and resynchronise."""
+        proofs = self._proofs
+        while proofs and proofs[0][0] < before:
+            number, ts_ns, conn, ep, upto = proofs.popleft()
+            d = conn.dirs[ep]
+            d.proof_pending = False
+            if conn.closed:
+                continue
+            self._skip_to(conn, ep, d, upto, number, ts_ns)
+
+    def _skip_to(self, conn: TcpConnection, ep: int, d: Direction, upto: int, number: int,
+                 ts_ns: int) -> None:
+        """Holes before `upto` that have data (or a FIN/RST) waiting behind them become gaps."""
+        while d.offset < upto:
+            if d.ooo:
+                nxt = d.ooo[0][0]
+            elif d.pending_close is not None:
+                nxt = d.pending_close[0]
+            else:
+                return  # nothing waits behind the hole: the stream just stops here
+            target = min(upto, nxt)
+            if target <= d.offset:
+                self._drain(conn, ep, d)
+                if d.ooo and d.ooo[0][0] <= d.offset:
+                    return  # cannot happen; never loop forever
+                continue
+            self._gap(conn, ep, d, target, number, ts_ns)
             self._drain(conn, ep, d)
+            if conn.closed:
+                return
 
     def _deliver(self, conn: TcpConnection, ep: int, d: Direction, payload: bytes, number: int,
                  ts_ns: int) -> None:
@@ -352,6 +464,11 @@ class TcpTracker:
         d.next_seq = (d.next_seq + size) & MASK
         conn.sink.on_gap(ep ^ conn.client_ep, size, number, ts_ns)
 
+    def _conflict(self, d: Direction, number: int) -> None:
+        d.conflicts += 1
+        if len(d.conflict_packets) < MAX_GAP_RECORDS:
+            d.conflict_packets.append(number)
+
     def _check_overlap(self, d: Direction, start: int, data: bytes, number: int) -> None:
         """First arrival wins; report when the later copy disagrees with what was delivered."""
         if not data:
@@ -364,9 +481,7 @@ class TcpTracker:
             lo = max(start, hstart)
             hi = min(end, hend)
             if data[lo - start:hi - start] != hdata[lo - hstart:hi - hstart]:
-                d.conflicts += 1
-                if len(d.conflict_packets) < MAX_GAP_RECORDS:
-                    d.conflict_packets.append(number)
+                self._conflict(d, number)
                 return
 
     def _flush(self, conn: TcpConnection, ep: int, d: Direction, number: int, ts_ns: int) -> None:
@@ -376,6 +491,45 @@ class TcpTracker:
             self._drain(conn, ep, d)
 
     # ---- connection end ------------------------------------------------------------------
+
+    def _close_at(self, conn: TcpConnection, ep: int, d: Direction, how: str, off: int, number: int,
+                  ts_ns: int) -> None:
+        """A FIN or RST whose sequence number puts it at stream offset `off`."""
+        if how == "rst":
+            if d.fin_off is not None and off > d.fin_off:
+                off = d.fin_off  # a RST after our own FIN carries the FIN's sequence number + 1
+            if d.closed:  # after this side's FIN: the RST still ends the connection at once
+                self._closing(conn, ep, how, number, ts_ns)
+                self._finish(conn, ts_ns)
+                return
+        elif d.closed or d.pending_close is not None:
+            return
+        if off <= d.offset or off - d.offset > self.ooo_cap:
+            # Nothing missing before it (or an implausible sequence number): close now.
+            self._emit_close(conn, ep, d, how, number, ts_ns)
+            return
+        # Bytes before the FIN/RST are still missing: close once they arrive or are declared lost.
+        d.pending_close = (off, how, number, ts_ns)
+        if d.acked_upto > d.offset and not d.proof_pending:
+            d.proof_pending = True
+            self._proofs.append((number, ts_ns, conn, ep, d.acked_upto))
+
+    def _check_close(self, conn: TcpConnection, ep: int, d: Direction) -> None:
+        off, how, number, ts_ns = d.pending_close
+        if d.offset >= off:
+            self._emit_close(conn, ep, d, how, number, ts_ns)
+
+    def _emit_close(self, conn: TcpConnection, ep: int, d: Direction, how: str, number: int,
+                    ts_ns: int) -> None:
+        d.pending_close = None
+        if d.closed:
+            return
+        d.closed = True
+        if how == "fin":
+            self._flush(conn, ep, d, number, ts_ns)  # anything buffered beyond the FIN is junk, but shown
+        self._closing(conn, ep, how, number, ts_ns)
+        if how == "rst" or conn.dirs[1 - ep].closed:
+            self._finish(conn, ts_ns)
 
     def _closing(self, conn: TcpConnection, ep: int, how: str, number: int, ts_ns: int) -> None:
         side = ep ^ conn.client_ep
@@ -394,6 +548,12 @@ class TcpTracker:
             d = conn.dirs[ep]
             if d.ooo:
                 self._flush(conn, ep, d, d.ooo[-1][2], ts_ns)
+            if d.pending_close is not None:
+                off, how, number, close_ts = d.pending_close
+                self._gap(conn, ep, d, off, number, close_ts)
+                d.pending_close = None
+                d.closed = True
+                self._closing(conn, ep, how, number, close_ts)
             d.history.clear()
             d.history_bytes = 0
         conn.sink.on_end(ts_ns)
@@ -410,7 +570,9 @@ class TcpTracker:
             self._on_finished(conn)
 
     def finish(self) -> None:
-        """End of capture: connections still open are flushed and reported as "open"."""
+        """End of capture: proven holes are declared, connections still open are flushed
+        and reported as "open"."""
+        self._resolve_proofs(1 << 62)
         for conn, ep in list(self._open.values()):
             if ep == 0:
                 self._finish(conn, conn.end_ns)
