@@ -650,7 +650,9 @@ class Result:
         if self.error:
             lines.append(f"cannot read the capture: {self.error}")
         if self.status == "unbaselined":
-            lines.append(f"no baseline for this capture: review its {self.findings} finding(s) and run "
+            what = (f"review its {self.findings} finding{'s' if self.findings != 1 else ''} below"
+                    if self.findings else "it shows no findings")
+            lines.append(f"no baseline for this capture: {what}, then accept with "
                          f"`h2scope check --update {self.capture}`")
         if self.status == "missing":
             lines.append(f"{self.expectations} has expectations for this capture but the file is not there "
@@ -820,7 +822,7 @@ def _update_lines(old: Optional[list[Entry]], new: list[Entry]) -> list[str]:
     return lines
 
 
-def apply_update(results: list[Result], exps: dict[str, DirExpectations], scanned: set[str]) -> list[str]:
+def apply_update(results: list[Result], exps: dict[str, DirExpectations]) -> list[str]:
     """Rewrite the baselines of the checked captures; return the files written."""
     by_dir: dict[str, list[Result]] = defaultdict(list)
     for r in results:
@@ -896,9 +898,11 @@ def _status_word(r: Result, strict: bool) -> str:
     return r.status
 
 
-def render_text(results: list[Result], strict: bool, update: bool, written: list[str], out) -> None:
+def render_text(results: list[Result], strict: bool, update: bool, written: list[str], out,
+                quiet: bool = False) -> None:
+    shown = [r for r in results if r.status != "passed" or r.update or r.warnings] if quiet else results
     rows = [("capture", "status", "findings", "accepted", "changes")]
-    for r in results:
+    for r in shown:
         bits = []
         if r.new:
             bits.append(f"{len(r.new)} new")
@@ -916,10 +920,10 @@ def render_text(results: list[Result], strict: bool, update: bool, written: list
                      "-" if r.status in ("error", "missing") else str(r.findings),
                      str(r.accepted) if r.baselined else "-", ", ".join(bits)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
+    for row in rows if shown else []:
         out.write("  ".join(row[i].ljust(widths[i]) if i in (0, 1) else row[i].rjust(widths[i])
                             for i in range(4)) + "  " + row[4] + "\n")
-    details = [r for r in results if (r.status != "passed" or r.warnings or r.update)]
+    details = [r for r in shown if (r.status != "passed" or r.warnings or r.update)]
     for r in details:
         out.write(f"\n{r.capture}: {_status_word(r, strict)}"
                   + (f" (expectations: {r.expectations})" if r.expectations else " (no expectations yet)") + "\n")
@@ -931,7 +935,7 @@ def render_text(results: list[Result], strict: bool, update: bool, written: list
             out.write(f"  capture warning: {w}\n")
     counts = Counter(r.status for r in results)
     order = ("passed", "updated", "improved", "regressed", "unbaselined", "missing", "removed", "error")
-    out.write(f"\n{len(results)} capture{'s' if len(results) != 1 else ''}: "
+    out.write(f"{chr(10) if shown else ''}{len(results)} capture{'s' if len(results) != 1 else ''}: "
               + ", ".join(f"{counts[s]} {s}" for s in order if counts[s]) + "\n")
     if update:
         if written:
@@ -1010,7 +1014,7 @@ def _gh_escape_prop(s: str) -> str:
     return _gh_escape_data(s).replace(":", "%3A").replace(",", "%2C")
 
 
-def github_annotations(results: list[Result], strict: bool, update: bool) -> list[str]:
+def github_annotations(results: list[Result], strict: bool) -> list[str]:
     out = []
     workspace = os.environ.get("GITHUB_WORKSPACE")
     for r in results:
@@ -1108,7 +1112,7 @@ def _run(args) -> int:
 
     written: list[str] = []
     if args.update:
-        written = apply_update(results, exps, scanned)
+        written = apply_update(results, exps)
         for r in results:  # the baselines now accept today's findings: only policies can still fail
             if r.status in ("error", "missing", "removed"):
                 continue
@@ -1119,7 +1123,7 @@ def _run(args) -> int:
     strict = args.strict
     if args.format == "json":
         doc = {
-            "passed": not _failing(results, strict, args.update),
+            "passed": not _failing(results, strict),
             "strict": strict,
             "update": args.update,
             "written": written,
@@ -1129,21 +1133,19 @@ def _run(args) -> int:
         json.dump(doc, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
     else:
-        shown = [r for r in results if r.status != "passed" or r.update] if args.quiet else results
-        render_text(shown if shown or not args.quiet else [], strict, args.update, written, sys.stdout)
+        render_text(results, strict, args.update, written, sys.stdout, quiet=args.quiet)
     if args.junit:
         write_junit(args.junit, results, strict)
     if os.environ.get("GITHUB_ACTIONS"):
         stream = sys.stderr if args.format == "json" else sys.stdout
-        for line in github_annotations(results, strict, args.update):
+        for line in github_annotations(results, strict):
             print(line, file=stream)
-    sys.stdout.flush()
     if any(r.status == "error" for r in results):
         return EXIT_ERROR
-    return EXIT_REGRESSION if _failing(results, strict, args.update) else EXIT_OK
+    return EXIT_REGRESSION if _failing(results, strict) else EXIT_OK
 
 
-def _failing(results: list[Result], strict: bool, update: bool) -> bool:
+def _failing(results: list[Result], strict: bool) -> bool:
     return any(r.failed(strict) or r.status == "error" for r in results)
 
 

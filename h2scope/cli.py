@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="what a finding kind means, why it matters, usual fixes")
     e.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
+
+    from . import check
+
+    check.add_parser(sub)
     return parser
 
 
@@ -124,12 +128,16 @@ def _console(stream=None):
 
     out = stream or sys.stdout
     tty = out.isatty()
-    width = None if tty else int(os.environ.get("COLUMNS", "160"))
-    return Console(file=out, width=width, no_color="NO_COLOR" in os.environ or not tty,
-                   highlight=False, soft_wrap=not tty)
+    width = None
+    if not tty:  # a pipe or file: the terminal's width is unknown, use COLUMNS or a wide page
+        try:
+            width = max(40, int(os.environ.get("COLUMNS", "120")))
+        except ValueError:
+            width = 120
+    return Console(file=out, width=width, no_color="NO_COLOR" in os.environ or not tty, highlight=False)
 
 
-def _options(args) -> "Options":
+def _options(args):
     from .analysis import Options
 
     opts = Options(decode_as=tuple(args.decode_as))
@@ -229,7 +237,7 @@ def _frame_text(r: dict) -> str:
 
 
 def cmd_frames(args) -> int:
-    from .analysis import Options, decode
+    from .analysis import decode
 
     out = sys.stdout
     want_conn, want_stream = args.conn, args.stream
@@ -242,7 +250,7 @@ def cmd_frames(args) -> int:
             return
         out.write(json.dumps(r, ensure_ascii=False) + "\n" if jsonl else _frame_text(r) + "\n")
 
-    result = decode(args.capture, _options(args) if args else Options(), on_frame=emit)
+    result = decode(args.capture, _options(args), on_frame=emit)
     for w in result.capture.warnings:
         print(f"h2scope: warning: {w}", file=sys.stderr)
     return EXIT_OK
@@ -260,7 +268,13 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"analyze": cmd_analyze, "frames": cmd_frames, "explain": cmd_explain}
+def cmd_check(args) -> int:
+    from . import check
+
+    return check.run(args)
+
+
+COMMANDS = {"analyze": cmd_analyze, "frames": cmd_frames, "explain": cmd_explain, "check": cmd_check}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -97,10 +97,19 @@ def test_no_color_and_non_tty_output_are_plain():
 
 
 def test_text_report_names_packets_and_connections():
-    out = run("analyze", CAP / "h2peers/zombie_server.pcap").stdout
-    assert "127.0.0.1:50071" in out and "FIN by client" in out
-    assert re.search(r"server sent 11 frames \(10 DATA\).*after the client's RST_STREAM\(CANCEL\) at packet \d+", out)
+    out = run("analyze", CAP / "h2peers/zombie_server.pcap", env={"COLUMNS": "1000"}).stdout
+    assert "127.0.0.1:50071" in out and "closed by client FIN" in out
+    assert re.search(r"server sent 11 frames \(10 DATA, [\d.]+ K?B\) for \d+ ms after the client's "
+                     r"RST_STREAM\(CANCEL\) at packet \d+", out)
     assert "Methods" in out and "/demo.Demo/ServerStream" in out
+
+
+def test_report_fits_80_columns():
+    for rel in ("h2peers/zombie_server.pcap", "h2peers/cancel_storm.pcap", "grpcio/midstream.pcap",
+                "h2peers/protocol_violations.pcap"):
+        out = run("analyze", CAP / rel, env={"COLUMNS": "80"}).stdout
+        assert max(len(line) for line in out.splitlines()) <= 80, rel
+        assert not any(line.endswith(" ") for line in out.splitlines()), rel
 
 
 def test_filters():

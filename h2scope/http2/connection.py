@@ -25,7 +25,7 @@ from ..tcp.reassembly import TcpConnection
 from . import detect
 from .constants import (
     CONTINUATION, DATA, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, FLAG_ACK, FLAG_END_HEADERS,
-    FLAG_END_STREAM, GOAWAY, HEADERS, MAX_STREAM_ID, PING, PREFACE, PRIORITY, PUSH_PROMISE,
+    FLAG_END_STREAM, GOAWAY, HEADERS, PING, PREFACE, PRIORITY, PUSH_PROMISE,
     RST_STREAM, SETTINGS, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_INITIAL_WINDOW_SIZE,
     SETTINGS_MAX_FRAME_SIZE, WINDOW_UPDATE, error_name, flag_names, type_name,
 )
@@ -855,6 +855,10 @@ class H2Observer:
 
     def _after_goaway(self, g: Goaway, side: int, sid: int, ftype: int, packet: int, ts_ns: int,
                       new_stream: bool) -> None:
+        if not new_stream and ftype == HEADERS and self.after_goaway:
+            last = self.after_goaway[-1]
+            if last["new_stream"] and last["stream"] == sid and last["packet"] == packet:
+                return  # the HEADERS that opened this stream, already recorded as a new stream
         if len(self.after_goaway) < MAX_RECORDED:
             self.after_goaway.append({"goaway_packet": g.packet, "goaway_ns": g.ts_ns, "last_stream_id": g.last_stream_id,
                                       "side": side, "stream": sid, "type": ftype, "packet": packet, "ts_ns": ts_ns,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 from collections import Counter
 
 from rich.console import Console
@@ -39,19 +40,24 @@ def render(console: Console, analysis, findings: list, streams: list, connection
 
     console.print()
     console.print(Text("Connections", style="bold underline"))
-    table = Table(box=None, pad_edge=False, show_edge=False)
-    for col in ("#", "client → server", "protocol", "packets c/s", "bytes c/s", "gaps", "rtt", "closed",
-                "streams"):
-        table.add_column(col, no_wrap=col != "protocol")
     for c in connections:
-        roles = "" if c.role_source in ("syn", "preface") else " (roles guessed)"
-        closed = "still open" if c.close == "open" else f"{c.close.upper()} by {c.close_by} @{c.close_packet}"
-        gaps = "-" if not (c.gaps[0] or c.gaps[1]) else f"{c.gaps[0]}/{c.gaps[1]} ({size(c.gap_bytes[0] + c.gap_bytes[1])})"
-        goaway = f", GOAWAY×{len(c.goaways)}" if c.goaways else ""
-        table.add_row(str(c.id), f"{c.client} → {c.server}{roles}", c.protocol,
-                      f"{c.packets[0]}/{c.packets[1]}", f"{size(c.bytes[0])}/{size(c.bytes[1])}", gaps,
-                      ms(c.rtt_ns) if c.rtt_ns is not None else "-", closed + goaway, str(c.streams))
-    console.print(table)
+        roles = "" if c.role_source in ("syn", "preface", "http2-headers") else " (roles guessed)"
+        closed = "still open at capture end" if c.close == "open" else \
+            f"closed by {c.close_by} {c.close.upper()} @{c.close_packet}"
+        head = Text.assemble((f"  #{c.id} ", "bold"), f"{c.client} → {c.server}{roles}  ", (c.protocol, "cyan"))
+        console.print(head)
+        facts = [f"{plural(c.streams, 'stream')}", f"packets {c.packets[0]}/{c.packets[1]}",
+                 f"bytes {size(c.bytes[0])}/{size(c.bytes[1])}"]
+        if c.rtt_ns is not None:
+            facts.append(f"rtt {ms(c.rtt_ns)}")
+        if c.gaps[0] or c.gaps[1]:
+            facts.append(f"gaps {c.gaps[0]}/{c.gaps[1]} ({size(c.gap_bytes[0] + c.gap_bytes[1])} missing)")
+        if c.retransmissions[0] or c.retransmissions[1]:
+            facts.append(f"retransmissions {c.retransmissions[0]}/{c.retransmissions[1]}")
+        for g in c.goaways:
+            facts.append(f"GOAWAY by {('client', 'server')[g.by]} last={g.last_stream_id} @{g.packet}")
+        facts.append(closed)
+        _wrapped(console, " · ".join(facts), "     ", "     ", style="dim")
 
     console.print()
     counts = Counter(f.severity for f in findings)
@@ -67,10 +73,7 @@ def render(console: Console, analysis, findings: list, streams: list, connection
         console.print(Text.assemble(("  " + sev.upper().ljust(8), SEVERITY_STYLE[sev]), (f"{kind} ({len(group)})", "bold")))
         for f in group:
             pk = ", ".join(map(str, f.packets[:8])) + ("…" if len(f.packets) > 8 else "")
-            line = Text("    • ")
-            line.append(f.summary)
-            line.append(f"  [packets {pk}]", style="dim")
-            console.print(line)
+            _wrapped(console, f"{f.summary} [packets {pk}]", "    • ", "      ")
     if not findings:
         console.print("  No findings: every call ended within its deadline and no peer misbehaved.")
 
@@ -78,17 +81,32 @@ def render(console: Console, analysis, findings: list, streams: list, connection
     if df.height:
         console.print()
         console.print(Text("Methods", style="bold underline"))
-        t = Table(box=None, pad_edge=False, show_edge=False)
-        for col in ("method", "calls", "status", "deadline %", "p50", "p99", "exceeded", "zombie"):
-            t.add_column(col, justify="left" if col in ("method", "status") else "right")
+        t = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
+        widest = max(len(m) for m in df["method"])
+        # Short headings so the table fits 80 columns; the legend below says what they mean.
+        for col in ("method", "calls", "status", "dl%", "p50", "p99", "late", "zombie"):
+            left = col in ("method", "status")
+            t.add_column(col, justify="left" if left else "right", no_wrap=not left,
+                         overflow="fold" if left else "ellipsis",
+                         min_width=min(widest, 28) if col == "method" else None)
         for row in df.iter_rows(named=True):
             t.add_row(row["method"], str(row["calls"]), row["statuses"] or "-", f"{row['with_deadline_pct']:.0f}",
                       _dur(row["p50_ms"]), _dur(row["p99_ms"]), str(row["deadline_exceeded"]),
                       size(row["zombie_bytes"]) if row["zombie_bytes"] else "-")
         console.print(t)
+        _wrapped(console, "dl% = calls with a grpc-timeout; p50/p99 = call duration; late = calls past their "
+                 "deadline; zombie = bytes sent after a reset", "  ", "  ", style="dim")
     console.print()
-    console.print(Text(f"Open any packet in Wireshark: wireshark -r {cap.path} -g PACKET   ·   "
-                       "h2scope explain KIND for what a finding means", style="dim"))
+    _wrapped(console, f"Open a packet in Wireshark: wireshark -r {cap.path} -g PACKET", "", "  ", style="dim")
+    _wrapped(console, "What a finding means and how to fix it: h2scope explain KIND", "", "  ", style="dim")
+
+
+def _wrapped(console: Console, text: str, first: str, rest: str, style: str | None = None) -> None:
+    """Print text wrapped to the console with a hanging indent and no trailing spaces."""
+    width = max(40, console.width)
+    for line in textwrap.wrap(text, width=width, initial_indent=first, subsequent_indent=rest,
+                              break_on_hyphens=False) or [first]:
+        console.print(Text(line, style=style or ""), soft_wrap=True)
 
 
 def _dur(v) -> str:
@@ -112,7 +130,7 @@ def _not_decoded(console: Console, analysis, connections: list) -> None:
     if lines:
         console.print(Text("  What could not be decoded:", style="yellow"))
         for line in lines[:30]:
-            console.print(f"    - {line}")
+            _wrapped(console, line, "    - ", "      ")
         if len(lines) > 30:
             console.print(f"    - … and {len(lines) - 30} more")
 

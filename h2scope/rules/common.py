@@ -55,5 +55,10 @@ def where(conn: Optional[ConnectionRecord], stream: Optional[int] = None) -> str
     return f"stream {stream} on {path}" if stream is not None else f"connection {conn.id} ({path})"
 
 
+def call(conn: Optional[ConnectionRecord], rec) -> str:
+    """'stream 5 on a→b /pkg.Svc/Method': where a call is, and what it was."""
+    return where(conn, rec.stream) + (f" {rec.method}" if rec.method else "")
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"

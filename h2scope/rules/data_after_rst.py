@@ -55,14 +55,14 @@ def check(analysis) -> list[Finding]:
             ndata = sum(1 for lf, _ in frames if lf.type == DATA)
             window = frames[-1][0].ts_ns - ref_ns
             sender = SIDE_NAMES[side]
-            kinds = plural(ndata, "DATA frame") if ndata == len(frames) else \
-                f"{plural(len(frames), 'frame')} ({ndata} DATA)"
+            kinds = f"{plural(ndata, 'DATA frame')} ({size(nbytes)})" if ndata == len(frames) else \
+                f"{plural(len(frames), 'frame')} ({ndata} DATA, {size(nbytes)})"
             if after_own:
-                summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} ({size(nbytes)}) for "
+                summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} for "
                            f"{ms(window)} after its own RST_STREAM({code}) at packet {ref_pkt}: an endpoint "
                            f"must not send on a stream it reset.")
             else:
-                summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} ({size(nbytes)}) for "
+                summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} for "
                            f"{ms(window)} after the {SIDE_NAMES[peer]}'s RST_STREAM({code}) at packet {ref_pkt}"
                            f" (beyond the {ms(grace)} grace): it kept working on a cancelled call.")
             evidence = [ref_pkt] + [lf.packet for lf, _ in frames][:MAX_EVIDENCE]

@@ -32,16 +32,29 @@ def check(analysis) -> list[Finding]:
             g = next(g for g in conn.goaways if g.packet == gpkt)
             new_streams = sorted({e["stream"] for e in events if e["new_stream"]})
             streams = sorted({e["stream"] for e in events})
-            senders = sorted({SIDE_NAMES[e["side"]] for e in events})
-            types = sorted({type_name(e["type"]) for e in events})
-            parts = [f"{plural(len(events), 'frame')} ({', '.join(types)}) from the {' and '.join(senders)} on "
-                     f"{plural(len(streams), 'stream')} above last-stream-id {g.last_stream_id} "
-                     f"({', '.join(map(str, streams[:10]))}{'…' if len(streams) > 10 else ''})"]
+            receiver = SIDE_NAMES[1 - g.by]
+            sender_frames = [e for e in events if e["side"] == g.by]
+            receiver_frames = [e for e in events if e["side"] != g.by]
+            parts = []
             if new_streams:
-                parts.append(f"{plural(len(new_streams), 'new stream')} opened after the GOAWAY arrived")
+                parts.append(f"the {receiver} opened {plural(len(new_streams), 'new stream')} "
+                             f"({_ids(new_streams)}) after the GOAWAY arrived")
+            old_receiver = {e["stream"] for e in receiver_frames} - set(new_streams)
+            if old_receiver:
+                parts.append(f"the {receiver} kept sending on {plural(len(old_receiver), 'stream')} above "
+                             f"last-stream-id ({_ids(sorted(old_receiver))})")
+            if sender_frames:
+                answered = sorted({e["stream"] for e in sender_frames})
+                types = sorted({type_name(e["type"]) for e in sender_frames})
+                parts.append(f"the {SIDE_NAMES[g.by]} itself sent {plural(len(sender_frames), 'frame')} "
+                             f"({', '.join(types)}) on {plural(len(answered), 'stream')} above its own "
+                             f"last-stream-id ({_ids(answered)})")
+            advice = ("requests sent after a GOAWAY may be dropped unless the client retries them elsewhere"
+                      if receiver_frames else
+                      "work on streams it declared unprocessed contradicts its GOAWAY, so clients may retry them twice")
             summary = (f"{where(conn)}: after the {SIDE_NAMES[g.by]}'s GOAWAY({error_name(g.error_code)}, "
                        f"last-stream-id {g.last_stream_id}) at packet {g.packet}, " + "; ".join(parts)
-                       + ": those streams were not processed and requests on them are lost unless retried.")
+                       + f": {advice}.")
             out.append(Finding(
                 kind=KIND, severity="warning", conn=conn.id, stream=streams[0] if len(streams) == 1 else None,
                 ts_ns=events[0]["ts_ns"], summary=summary,
@@ -50,6 +63,10 @@ def check(analysis) -> list[Finding]:
                          "new_streams": new_streams, "frames": len(events)},
             ))
     return out
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(map(str, ids[:10])) + ("…" if len(ids) > 10 else "")
 
 
 def _goaway_sender(conn, packet: int) -> int:

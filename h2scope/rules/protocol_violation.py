@@ -18,11 +18,12 @@ def check(analysis) -> list[Finding]:
     methods = {(s.conn, s.stream): s.method for s in analysis.streams}
     out = []
     for (cid, sid, side, what), vs in groups.items():
-        who = f"the {SIDE_NAMES[side]} sent " if side is not None else ""
-        times = f" ({len(vs)} times)" if len(vs) > 1 else ""
+        who = f"sent by the {SIDE_NAMES[side]}" if side is not None else ""
+        times = f"{len(vs)} times" if len(vs) > 1 else ""
+        tail = ", ".join(t for t in (who, times) if t)
         out.append(Finding(
             kind=KIND, severity="error", conn=cid, stream=sid, ts_ns=vs[0].ts_ns,
-            summary=f"{where(conns.get(cid), sid)}: {who}{what}{times}.",
+            summary=f"{where(conns.get(cid), sid)}: {what}" + (f"; {tail}." if tail else "."),
             packets=sorted({v.packet for v in vs})[:MAX_EVIDENCE], method=methods.get((cid, sid)),
             details={"violation": what, "count": len(vs), "by": SIDE_NAMES[side] if side is not None else None},
         ))

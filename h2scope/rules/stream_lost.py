@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..findings import Finding
-from .common import where
+from .common import call
 
 KIND = "stream-lost"
 
@@ -29,7 +29,7 @@ def check(analysis) -> list[Finding]:
             packets.append(rec.end_packet)
         sent = "request complete" if rec.end_stream_ns[0] is not None else "request still being sent"
         got = "no response" if rec.response_headers is None else "response incomplete"
-        summary = f"{where(conn, rec.stream)} {rec.method or ''} was lost: {cause} ({sent}, {got})."
+        summary = f"{call(conn, rec)} was lost: {cause} ({sent}, {got})."
         out.append(Finding(
             kind=KIND, severity="warning" if rec.end_reason == "goaway" else "error", conn=rec.conn,
             stream=rec.stream, ts_ns=rec.end_ns or rec.start_ns, summary=summary,

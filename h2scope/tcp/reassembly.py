@@ -78,7 +78,8 @@ class Direction:
         self.peer_ack: Optional[int] = None  # latest ACK the other side sent for these bytes
         self.acked_upto = 0  # highest absolute offset the peer acknowledged
         self.proof_pending = False  # an ACK-proven hole waits for the reorder window
-        self.pending_close: Optional[tuple] = None  # (abs_offset, how, packet, ts_ns) of a FIN/RST ahead of data
+        # FIN/RST that arrived ahead of data still missing: [(abs_offset, how, packet, ts_ns)]
+        self.pending_close: Optional[list] = None
         self.fin_off: Optional[int] = None  # absolute offset of this direction's FIN
         self.closed = False  # the close event was handed to the sink
         self.packets = 0
@@ -235,7 +236,11 @@ class TcpTracker:
                     self._acked_unseen(conn, 1 - ep, peer, peer.offset + acked, number, ts_ns)
 
         if payload or missing:
-            self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
+            if not d.closed:
+                self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
+        elif d.next_seq is not None and (seq + 1) & MASK == d.next_seq \
+                and not flags & (TCP_SYN | TCP_FIN | TCP_RST):
+            d.keepalives += 1  # an empty keep-alive: one below the next expected sequence number
 
         if flags & TCP_RST:
             if d.rst_packet is None:
@@ -410,10 +415,13 @@ class TcpTracker:
         proofs = self._proofs
         while proofs and proofs[0][0] < before:
             number, ts_ns, conn, ep, upto = proofs.popleft()
-            d = conn.dirs[ep]
-            d.proof_pending = False
             if conn.closed:
                 continue
+            if ep < 0:  # the end of a reset connection's reorder window
+                self._finish(conn, ts_ns)
+                continue
+            d = conn.dirs[ep]
+            d.proof_pending = False
             self._skip_to(conn, ep, d, upto, number, ts_ns)
 
     def _skip_to(self, conn: TcpConnection, ep: int, d: Direction, upto: int, number: int,
@@ -423,7 +431,7 @@ class TcpTracker:
             if d.ooo:
                 nxt = d.ooo[0][0]
             elif d.pending_close is not None:
-                nxt = d.pending_close[0]
+                nxt = d.pending_close[0][0]
             else:
                 return  # nothing waits behind the hole: the stream just stops here
             target = min(upto, nxt)
@@ -495,41 +503,59 @@ class TcpTracker:
     def _close_at(self, conn: TcpConnection, ep: int, d: Direction, how: str, off: int, number: int,
                   ts_ns: int) -> None:
         """A FIN or RST whose sequence number puts it at stream offset `off`."""
+        pending = d.pending_close
         if how == "rst":
             if d.fin_off is not None and off > d.fin_off:
-                off = d.fin_off  # a RST after our own FIN carries the FIN's sequence number + 1
-            if d.closed:  # after this side's FIN: the RST still ends the connection at once
-                self._closing(conn, ep, how, number, ts_ns)
-                self._finish(conn, ts_ns)
+                off = d.fin_off  # a RST after this side's FIN carries the FIN's sequence number + 1
+        else:
+            if d.closed:
                 return
-        elif d.closed or d.pending_close is not None:
-            return
-        if off <= d.offset or off - d.offset > self.ooo_cap:
+            if pending is not None:
+                for i, p in enumerate(pending):  # a RST that came first, just beyond this FIN
+                    if p[0] > off:
+                        pending[i] = (off,) + p[1:]
+        if d.closed or off <= d.offset or off - d.offset > self.ooo_cap:
             # Nothing missing before it (or an implausible sequence number): close now.
             self._emit_close(conn, ep, d, how, number, ts_ns)
+            if d.pending_close is not None and not conn.closed:
+                self._check_close(conn, ep, d)
             return
         # Bytes before the FIN/RST are still missing: close once they arrive or are declared lost.
-        d.pending_close = (off, how, number, ts_ns)
+        entry = (off, how, number, ts_ns)
+        if pending is None:
+            d.pending_close = [entry]
+        else:
+            pending.append(entry)
+            pending.sort(key=lambda p: (p[0], p[1] == "rst"))
         if d.acked_upto > d.offset and not d.proof_pending:
             d.proof_pending = True
             self._proofs.append((number, ts_ns, conn, ep, d.acked_upto))
 
     def _check_close(self, conn: TcpConnection, ep: int, d: Direction) -> None:
-        off, how, number, ts_ns = d.pending_close
-        if d.offset >= off:
+        pending = d.pending_close
+        while pending and pending[0][0] <= d.offset and not conn.closed:
+            _off, how, number, ts_ns = pending.pop(0)
             self._emit_close(conn, ep, d, how, number, ts_ns)
+        if not pending:
+            d.pending_close = None
 
     def _emit_close(self, conn: TcpConnection, ep: int, d: Direction, how: str, number: int,
                     ts_ns: int) -> None:
-        d.pending_close = None
-        if d.closed:
-            return
-        d.closed = True
         if how == "fin":
+            if d.closed:
+                return
+            d.closed = True
             self._flush(conn, ep, d, number, ts_ns)  # anything buffered beyond the FIN is junk, but shown
+        else:
+            d.closed = True
         self._closing(conn, ep, how, number, ts_ns)
-        if how == "rst" or conn.dirs[1 - ep].closed:
+        if conn.dirs[1 - ep].closed:
             self._finish(conn, ts_ns)
+        elif how == "rst":
+            # The connection is over, but the peer's segments sent before the reset may still
+            # follow in the capture (records slightly out of order): keep reassembling the
+            # other direction for the reorder window, then finish.
+            self._proofs.append((number, ts_ns, conn, -1, 0))
 
     def _closing(self, conn: TcpConnection, ep: int, how: str, number: int, ts_ns: int) -> None:
         side = ep ^ conn.client_ep
@@ -549,11 +575,11 @@ class TcpTracker:
             if d.ooo:
                 self._flush(conn, ep, d, d.ooo[-1][2], ts_ns)
             if d.pending_close is not None:
-                off, how, number, close_ts = d.pending_close
-                self._gap(conn, ep, d, off, number, close_ts)
+                for off, how, number, close_ts in d.pending_close:
+                    self._gap(conn, ep, d, off, number, close_ts)
+                    d.closed = True
+                    self._closing(conn, ep, how, number, close_ts)
                 d.pending_close = None
-                d.closed = True
-                self._closing(conn, ep, how, number, close_ts)
             d.history.clear()
             d.history_bytes = 0
         conn.sink.on_end(ts_ns)
