@@ -21,7 +21,7 @@ import facts  # noqa: E402
 
 PORT = 50052
 SCENARIOS = ["unary_ok", "deadline_unary", "cancel_stream", "graceful_stop", "hard_stop",
-             "server_stream_ok"]
+             "server_stream_ok", "deadline_stream"]
 
 
 def build():

@@ -51,10 +51,17 @@ func unaryHandler(srv interface{}, ctx context.Context, dec func(interface{}) er
 }
 
 // ServerStream: request "n=N,every=DUR" sends N messages, DUR apart.
+// Request "tick=DUR,for=DUR" instead sends one message per tick of a time.Ticker for the
+// whole duration, never looking at the stream's context and not stopping when a send
+// fails (a handler that ignores its deadline and cancellation entirely).
 func serverStreamHandler(srv interface{}, stream grpc.ServerStream) error {
 	in := new(wrapperspb.StringValue)
 	if err := stream.RecvMsg(in); err != nil {
 		return err
+	}
+	if tick, ok := param(in.Value, "tick"); ok {
+		total, _ := param(in.Value, "for")
+		return tickerStream(stream, tick, total)
 	}
 	n := 5
 	if s, ok := rawParam(in.Value, "n"); ok {
@@ -72,6 +79,32 @@ func serverStreamHandler(srv interface{}, stream grpc.ServerStream) error {
 	}
 	log.Printf("server: ServerStream sent %d messages", n)
 	return nil
+}
+
+func tickerStream(stream grpc.ServerStream, tick, total time.Duration) error {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	end := time.After(total)
+	ok, failed := 0, 0
+	var firstErr error
+	for i := 0; ; i++ {
+		select {
+		case <-end:
+			log.Printf("server: ticker stream done after %v: %d sends ok, %d failed (first error: %v; ctx err: %v)",
+				total, ok, failed, firstErr, stream.Context().Err())
+			return nil
+		case <-t.C:
+		}
+		if err := stream.SendMsg(wrapperspb.String(fmt.Sprintf("tick %d", i))); err != nil {
+			if firstErr == nil {
+				firstErr = err
+				log.Printf("server: ticker stream send %d failed: %v", i, err)
+			}
+			failed++
+		} else {
+			ok++
+		}
+	}
 }
 
 // Bidi: echoes every message until the client half-closes (or the stream dies).
@@ -287,6 +320,38 @@ func run(name string, c *client, srv *grpc.Server, served chan struct{}) error {
 			return fmt.Errorf("want Unavailable, got %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	case "deadline_stream":
+		// 250 ms deadline on a server stream whose handler sends every 20 ms for 2 s and
+		// ignores its context: what goes on the wire at and after the deadline.
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
+		defer cancel()
+		st, err := c.stream(ctx, 0, "ServerStream")
+		if err != nil {
+			return err
+		}
+		if err := st.SendMsg(wrapperspb.String("tick=20ms,for=2s")); err != nil {
+			return err
+		}
+		if err := st.CloseSend(); err != nil {
+			return err
+		}
+		n := 0
+		for {
+			m := new(wrapperspb.StringValue)
+			if err = st.RecvMsg(m); err != nil {
+				break
+			}
+			n++
+		}
+		log.Printf("client: ServerStream got %d messages, then %s (%v) after %v", n, code(err),
+			err, time.Since(start))
+		if code(err) != "DeadlineExceeded" {
+			return fmt.Errorf("want DeadlineExceeded, got %v", err)
+		}
+		// keep the connection open past the handler's 2 s loop (and its return), so the
+		// capture shows everything the server writes after the deadline
+		time.Sleep(2300 * time.Millisecond)
 	case "server_stream_ok":
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

@@ -19,7 +19,8 @@ from record_util import capture  # noqa: E402
 import facts  # noqa: E402
 
 PORT = 50053
-SCENARIOS = ["unary_ok", "deadline_unary", "cancel_stream", "bidi_ok", "error_status"]
+SCENARIOS = ["unary_ok", "deadline_unary", "cancel_stream", "bidi_ok", "error_status",
+             "deadline_stream"]
 
 
 def main(names):

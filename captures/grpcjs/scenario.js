@@ -45,8 +45,25 @@ const impl = {
       callback(null, { text: 'echo:' + text, seq: call.request.seq });
     }, wait);
   },
-  // seq = number of messages, text "interval:MS" = pause between them
+  // seq = number of messages, text "interval:MS" = pause between them;
+  // text "ticker:MS:TOTAL" = write one message every MS ms with setInterval for TOTAL ms,
+  // ignoring cancellation and the deadline entirely, then call.end().
   ServerStream(call) {
+    if (call.request.text.startsWith('ticker:')) {
+      const [every, total] = call.request.text.slice(7).split(':').map(Number);
+      let i = 0;
+      call.on('cancelled', () => log(`server: ServerStream 'cancelled' event after ${i} writes (ignored)`));
+      const timer = setInterval(() => {
+        call.write({ text: `tick ${i}`, seq: i });
+        i++;
+      }, every);
+      setTimeout(() => {
+        clearInterval(timer);
+        call.end();
+        log(`server: ticker stream done: ${i} writes, call.cancelled=${call.cancelled}, call.end() called`);
+      }, total);
+      return;
+    }
     const n = call.request.seq;
     const interval = call.request.text.startsWith('interval:') ? Number(call.request.text.slice(9)) : 0;
     let i = 0;
@@ -116,6 +133,21 @@ const scenarios = {
     log('client: ServerStream ->', statusName(code));
     if (code !== grpc.status.CANCELLED) throw new Error('want CANCELLED');
     await sleep(300);
+  },
+  async deadline_stream(client) {
+    // 250 ms deadline; the handler writes every 20 ms for 2 s and ignores cancellation
+    const start = Date.now();
+    const call = client.ServerStream({ text: 'ticker:20:2000' }, { deadline: start + 250 });
+    const [n, code, details] = await new Promise((resolve) => {
+      let n = 0;
+      call.on('data', () => { n++; });
+      call.on('error', (e) => resolve([n, e.code, e.details]));
+      call.on('end', () => resolve([n, grpc.status.OK, '']));
+    });
+    log(`client: ServerStream got ${n} messages, then ${statusName(code)} (${details}) after ${Date.now() - start} ms`);
+    if (code !== grpc.status.DEADLINE_EXCEEDED) throw new Error('want DEADLINE_EXCEEDED');
+    // keep the connection open past the handler's 2 s of writes and its call.end()
+    await sleep(2300);
   },
   async bidi_ok(client) {
     const call = client.Bidi({ deadline: Date.now() + 2000 });
