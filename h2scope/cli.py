@@ -38,6 +38,8 @@ examples:
   tcpdump -i any -w - port 50051 | h2scope analyze -
   h2scope frames dump.pcap --stream 5            one stream's frames, as Wireshark numbers them
   h2scope explain data-after-rst                 what a finding means and how to fix it
+  h2scope tui dump.pcap                          browse connections, streams and timelines
+  h2scope check captures/                        CI: stored captures against accepted findings
 """
 
 
@@ -118,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
 
     from . import check
+    from .tui import add_parser as add_tui_parser
 
+    add_tui_parser(sub)
     check.add_parser(sub)
     return parser
 
@@ -268,13 +272,20 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
+def cmd_tui(args) -> int:
+    from .tui import run
+
+    return run(args)
+
+
 def cmd_check(args) -> int:
     from . import check
 
     return check.run(args)
 
 
-COMMANDS = {"analyze": cmd_analyze, "frames": cmd_frames, "explain": cmd_explain, "check": cmd_check}
+COMMANDS = {"analyze": cmd_analyze, "frames": cmd_frames, "explain": cmd_explain, "tui": cmd_tui,
+            "check": cmd_check}
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -161,3 +161,19 @@ def test_goaway_affected_streams_and_lifecycle_states():
     s1 = next(s for s in zombie.streams if s.stream == 1)
     assert s1.end_reason == "reset" and s1.rst_by == 0
     assert sum(1 for lf in s1.late if lf.side == 1 and lf.type == 0) == 10  # DATA after the cancel
+
+
+def test_flow_control_stall_is_visible():
+    """The server's stream window hit zero at packet 12 and the client's WINDOW_UPDATE came
+    200 ms later at packet 14 (captures/h2peers/README.md)."""
+    [s] = model(ROOT / "h2peers" / "flow_stall.pcap").streams
+    [stall] = s.stalls
+    assert (stall.side, stall.stream, stall.start_packet, stall.end_packet) == (1, 1, 12, 14)
+    assert 0.19 < (stall.end_ns - stall.start_ns) / 1e9 < 0.25
+    assert model(ROOT / "grpcio" / "unary_ok.pcap").streams[0].stalls == []
+
+
+def test_rtt_from_handshake_else_ping():
+    assert model(ROOT / "grpcio" / "unary_ok.pcap").connections[0].rtt_source == "tcp-handshake"
+    mid = model(ROOT / "grpcio" / "midstream.pcap").connections[0]
+    assert mid.rtt_source == "http2-ping" and 0 < mid.rtt_ns < 10_000_000

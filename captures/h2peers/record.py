@@ -43,7 +43,7 @@ class ServerThread(threading.Thread):
             self.exc = e
 
 
-def run(name, server_fn, client_fn):
+def run(name, server_fn, client_fn, client_setup=None):
     print(name)
     ls = listen(PORT)
     try:
@@ -51,6 +51,8 @@ def run(name, server_fn, client_fn):
             st = ServerThread(ls, server_fn)
             st.start()
             c = Peer(connect(PORT), client_side=True)
+            if client_setup:  # e.g. change the client's initial SETTINGS before start()
+                client_setup(c)
             c.start()
             client_fn(c)
             st.join(10)
@@ -445,8 +447,72 @@ def protocol_violations():
     time.sleep(0.2)
 
 
+# ------------------------------------------------------------------------------- flow_stall
+STALL_WINDOW = 16384
+STALL_SECONDS = 0.2
+STALL_PAYLOAD = 100_000
+
+
+def flow_stall():
+    """The client announces SETTINGS_INITIAL_WINDOW_SIZE=16384 and sends no WINDOW_UPDATE
+    for ~200 ms; the server's ~100 KB response exhausts the stream window after one DATA
+    frame and the server (h2 enforces flow control) waits for credit."""
+    from h2.settings import SettingCodes, Settings
+
+    def client_setup(c):
+        vals = dict(c.conn.local_settings.items())
+        vals[SettingCodes.INITIAL_WINDOW_SIZE] = STALL_WINDOW
+        c.conn.local_settings = Settings(client=True, initial_values=vals)
+
+    stalls = []
+
+    def server(p):
+        p.wait_for(lambda e: isinstance(e, E.StreamEnded) and e.stream_id == 1)
+        p.conn.send_headers(1, RESPONSE_HEADERS)
+        p.flush()
+        pending = grpc_message("big", 1, payload=b"Z" * STALL_PAYLOAD)
+        while pending:
+            n = min(p.conn.local_flow_control_window(1), p.conn.max_outbound_frame_size,
+                    len(pending))
+            if n == 0:  # window exhausted: wait for the peer's WINDOW_UPDATE
+                t0 = time.monotonic()
+                p.wait_for(lambda e: isinstance(e, E.WindowUpdated) and e.stream_id == 1)
+                stalls.append(time.monotonic() - t0)
+                continue
+            p.conn.send_data(1, pending[:n])
+            pending = pending[n:]
+            p.flush()
+        p.conn.send_headers(1, trailers(0, ""), end_stream=True)
+        p.flush()
+        finish_server(p)
+
+    def client(c):
+        c.conn.send_headers(1, request_headers(PORT, "Unary", "5S"))
+        c.conn.send_data(1, grpc_message("send me 100 KB", 1), end_stream=True)
+        c.flush()
+        got = 0
+        while got < STALL_WINDOW:
+            _, evs = c.wait_for(lambda e: isinstance(e, E.DataReceived) and e.stream_id == 1)
+            got += sum(e.flow_controlled_length for e in evs
+                       if isinstance(e, E.DataReceived) and e.stream_id == 1)
+        assert got == STALL_WINDOW, got
+        # stall: no WINDOW_UPDATE; the server must not send anything on s1 meanwhile
+        evs = c.pump(STALL_SECONDS)
+        assert not any(isinstance(e, E.DataReceived) for e in evs), evs
+        credit = STALL_PAYLOAD + 1024
+        c.conn.increment_flow_control_window(credit, stream_id=1)
+        c.conn.increment_flow_control_window(credit)  # connection (stream 0)
+        c.flush()
+        c.wait_for(lambda e: isinstance(e, E.StreamEnded) and e.stream_id == 1)
+        finish_client(c)
+
+    run("flow_stall.pcap", server, client, client_setup)
+    assert len(stalls) == 1 and stalls[0] >= STALL_SECONDS, stalls
+    print(f"    server stalled {stalls[0] * 1000:.0f} ms")
+
+
 SCENARIOS = [zombie_server, frames_after_goaway, data_after_own_rst, invalid_timeout,
-             cancel_storm, conn_lost, continuation, protocol_violations]
+             cancel_storm, conn_lost, continuation, protocol_violations, flow_stall]
 
 if __name__ == "__main__":
     wanted = sys.argv[1:]

@@ -21,6 +21,9 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+# Not a link type: a pcapng record Wireshark numbers as a frame although it holds no packet
+# (custom blocks, systemd journal entries). Readers yield it so packet numbers stay Wireshark's.
+NOT_A_PACKET = -1
 
 LINKTYPE_NAMES = {
     0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
@@ -115,6 +118,9 @@ class LinkDecoder:
             v = data[0] >> 4
             etype = ETH_IPV4 if v == 4 else ETH_IPV6 if v == 6 else 0
             off = 0
+        elif linktype == NOT_A_PACKET:
+            self.skipped["pcapng custom or journal block (not a packet)"] += 1
+            return None
         else:
             self.skipped[f"unsupported link type {linktype}"] += 1
             return None

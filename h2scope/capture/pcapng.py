@@ -6,6 +6,8 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Iterator
 
+from .link import NOT_A_PACKET
+
 if TYPE_CHECKING:
     from .reader import CaptureReader
 
@@ -15,6 +17,8 @@ PB_OBSOLETE = 0x00000002
 SPB = 0x00000003
 EPB = 0x00000006
 DSB = 0x0000000A
+JOURNAL = 0x00000009  # systemd Journal Export Block
+CUSTOM = (0x00000BAD, 0x40000BAD)
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 
 OPT_ENDOFOPT = 0
@@ -178,4 +182,20 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
             if blen >= 8:
                 stype, slen = struct.unpack_from(endian + "II", body, 0)
                 reader.secrets.append((stype, bytes(body[8:8 + min(slen, blen - 8)])))
-        # Name Resolution, Interface Statistics, custom and unknown blocks: skipped by design.
+        elif btype in CUSTOM or btype == JOURNAL:
+            # Wireshark shows these as frames of their own, so they take a packet number.
+            yield _journal_ts(body[:blen]) if btype == JOURNAL else 0, NOT_A_PACKET, b"", 0
+        # Name Resolution, Interface Statistics and unknown blocks: skipped by design.
+
+
+def _journal_ts(entry: bytes) -> int:
+    """A journal entry's __REALTIME_TIMESTAMP (microseconds) in nanoseconds, else 0."""
+    key = b"__REALTIME_TIMESTAMP="
+    i = entry.find(key)
+    if i < 0:
+        return 0
+    i += len(key)
+    j = i
+    while j < len(entry) and 48 <= entry[j] <= 57:
+        j += 1
+    return int(entry[i:j]) * 1000 if j > i and j - i < 20 else 0

@@ -7,7 +7,6 @@ before anything could be read raises CaptureError.
 
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import sys
@@ -16,6 +15,7 @@ from typing import BinaryIO, Iterator, NamedTuple
 
 from ..errors import CaptureError
 from . import pcap, pcapng
+from .link import NOT_A_PACKET
 
 CHUNK = 1 << 20
 
@@ -28,6 +28,75 @@ class Packet(NamedTuple):
     linktype: int
     data: bytes  # captured bytes (may be shorter than orig_len: snaplen)
     orig_len: int
+
+
+class GzipStream:
+    """Decompress a gzip stream (one or more members) incrementally.
+
+    Unlike gzip.GzipFile, a stream that is cut short or damaged gives back every byte that
+    decompressed before the damage (GzipFile discards the whole last read), and the damage
+    is kept in `error` instead of raised: a capture cut short by a full disk is still
+    analyzed up to its last complete packet.
+    """
+
+    IN_CHUNK = 1 << 16
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._tail = b""  # compressed input not consumed yet
+        self._fed = False  # the current member has received input
+        self._done = False
+        self.members = 0
+        self.error: str | None = None
+
+    def read(self, n: int) -> bytes:
+        out = []
+        got = 0
+        while got < n and not self._done:
+            if self._tail:
+                raw, self._tail = self._tail, b""
+            else:
+                raw = self._f.read(self.IN_CHUNK)
+                if not raw:
+                    if self._fed:
+                        self.error = "the compressed data is cut short (gzip stream ends early)"
+                    self._done = True
+                    break
+            data = self._feed(raw, n - got)
+            if data:
+                out.append(data)
+                got += len(data)
+        return b"".join(out)
+
+    def _feed(self, raw: bytes, limit: int) -> bytes:
+        if not self._fed and self.members and not raw.strip(b"\0"):
+            self._done = True  # zero padding after the last member
+            return b""
+        self._fed = True
+        d = self._d
+        before = d.copy()
+        try:
+            data = d.decompress(raw, max(limit, 1))
+        except zlib.error as e:
+            # Salvage what decompresses before the damage, in small steps.
+            self.error = f"the compressed data is damaged ({e})"
+            self._done = True
+            salvaged = []
+            for i in range(0, len(raw), 64):
+                try:
+                    salvaged.append(before.decompress(raw[i:i + 64]))
+                except zlib.error:
+                    break
+            return b"".join(salvaged)
+        self._tail = d.unconsumed_tail
+        if d.eof:
+            self.members += 1
+            rest = d.unused_data
+            self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._fed = False
+            self._tail = rest + self._tail
+        return data
 
 
 class ChunkSource:
@@ -54,11 +123,13 @@ class ChunkSource:
         while have < n:
             try:
                 more = self._f.read(max(CHUNK, n - have))
-            except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as e:
-                # A gzip file cut short or corrupt: keep what decompressed so far.
-                self._error = f"compressed data is damaged or cut short ({e})"
+            except (EOFError, OSError, zlib.error) as e:
+                self._error = f"the file could not be read ({e})"
                 more = b""
             if not more:
+                error = getattr(self._f, "error", None)
+                if error and not self._error:
+                    self._error = error
                 break
             chunks.append(more)
             have += len(more)
@@ -122,7 +193,7 @@ class CaptureReader:
         buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
         head = buffered.peek(4)[:4]
         self.compressed = head[:2] == b"\x1f\x8b"
-        stream: BinaryIO = gzip.GzipFile(fileobj=buffered) if self.compressed else buffered  # type: ignore[assignment]
+        stream: BinaryIO = GzipStream(buffered) if self.compressed else buffered  # type: ignore[assignment]
         self.source = ChunkSource(stream)
         self.packets = 0
         self.link_types: set[int] = set()
@@ -181,9 +252,10 @@ class CaptureReader:
             for ts_ns, linktype, data, orig_len in records:
                 n += 1
                 self.packets = n
-                if first is None:
-                    first = ts_ns
-                last = ts_ns
+                if linktype != NOT_A_PACKET:  # pcapng custom/journal blocks: numbered, not timed
+                    if first is None:
+                        first = ts_ns
+                    last = ts_ns
                 yield (n, ts_ns, linktype, data, orig_len)
         finally:
             self.first_ts_ns = first

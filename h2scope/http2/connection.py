@@ -29,6 +29,7 @@ from .constants import (
     RST_STREAM, SETTINGS, SETTINGS_HEADER_TABLE_SIZE, SETTINGS_INITIAL_WINDOW_SIZE,
     SETTINGS_MAX_FRAME_SIZE, WINDOW_UPDATE, error_name, flag_names, type_name,
 )
+from . import fastparse
 from .hpack_state import HeaderDecoder
 from .lifecycle import State, data_event, end_event, header_event, rst_event, transition
 from .splitter import FrameSplitter
@@ -368,7 +369,7 @@ class H2Observer:
                 self.hpack[side].lose_state()
             frame = None
         else:
-            frame = self._parse(side, header, payload, ftype, sid, packet, ts_ns)
+            frame = self._parse(side, header, payload, ftype, flags, sid, packet, ts_ns)
         if ftype == DATA:
             self._data(side, sid, length, flags, frame, packet, first_packet, ts_ns, damaged)
         elif ftype == HEADERS:
@@ -415,10 +416,14 @@ class H2Observer:
                 else:
                     ctx.conn_frames.setdefault(self.conn_id, []).append(record)
 
-    def _parse(self, side: int, header: bytes, payload: bytes, ftype: int, sid: int, packet: int,
+    def _parse(self, side: int, header: bytes, payload: bytes, ftype: int, flags: int, sid: int, packet: int,
                ts_ns: int):
         if ftype > CONTINUATION:
             return None  # unknown types are ignored (RFC 9113 §4.1), not rejected
+        try:
+            return fastparse.parse(ftype, flags, sid, payload)
+        except fastparse.FrameError:
+            pass  # malformed: hyperframe says how, in its own words
         try:
             frame, _ = Frame.parse_frame_header(memoryview(header))
             frame.parse_body(memoryview(payload))

@@ -54,6 +54,12 @@ def render(console: Console, analysis, findings: list, streams: list, connection
             facts.append(f"gaps {c.gaps[0]}/{c.gaps[1]} ({size(c.gap_bytes[0] + c.gap_bytes[1])} missing)")
         if c.retransmissions[0] or c.retransmissions[1]:
             facts.append(f"retransmissions {c.retransmissions[0]}/{c.retransmissions[1]}")
+        stalls = [st for s in streams if s.conn == c.id for st in s.stalls] + list(c.stalls)
+        if stalls:
+            longest = max(stalls, key=lambda st: (st.end_ns or c.end_ns) - st.start_ns)
+            where = f"stream {longest.stream}" if longest.stream is not None else "the connection window"
+            facts.append(f"flow-control stalls {len(stalls)} (longest {ms((longest.end_ns or c.end_ns) - longest.start_ns)}"
+                         f" on {where}, @{longest.start_packet})")
         for g in c.goaways:
             facts.append(f"GOAWAY by {('client', 'server')[g.by]} last={g.last_stream_id} @{g.packet}")
         facts.append(closed)

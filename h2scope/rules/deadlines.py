@@ -65,6 +65,11 @@ def deadline_exceeded(analysis) -> list[Finding]:
         budget = f"{ms(rec.timeout_ns)} deadline (grpc-timeout {rec.grpc_timeout})"
         timing = f"ran {ms(overrun)} past its {budget}" if overrun > 0 else f"hit its {budget}"
         summary = f"{call(conn, rec)} {timing}; {phrase}."
+        stalled = sum(((st.end_ns or rec.end_ns) - st.start_ns) for st in rec.stalls)
+        if stalled:
+            who = sorted({("client", "server")[st.side] for st in rec.stalls})
+            summary += (f" The {' and '.join(who)} waited {ms(stalled)} on an exhausted flow-control window "
+                        f"(from packet {rec.stalls[0].start_packet}).")
         out.append(Finding(
             kind="deadline-exceeded", severity="error", conn=rec.conn, stream=rec.stream, ts_ns=rec.deadline_ns,
             summary=summary, packets=sorted({rec.start_packet, *[p for p in evidence if p]}), method=rec.method,

@@ -219,8 +219,10 @@ class TcpTracker:
                     conn.syn_ns = ts_ns
             if d.next_seq is None or not (d.delivered or d.ooo or d.gap_count):
                 d.next_seq = (seq + 1) & MASK
-            if conn.role_source == "port-guess" and not (conn.dirs[0].delivered or conn.dirs[1].delivered):
-                # The SYN came after other packets of the connection (records out of order).
+            if conn.role_source == "port-guess" and not any(
+                    x.delivered or x.gap_count or x.closed for x in conn.dirs):
+                # The SYN came after other packets of the connection (records out of order),
+                # and the sink has not been told anything that depends on the roles yet.
                 conn.set_client(ep ^ 1 if flags & TCP_ACK else ep, "syn")
         elif flags & TCP_ACK and conn.rtt_ns is None and conn.syn_ns is not None \
                 and conn.synack_ns is not None and not payload and ep == conn.client_ep:
@@ -427,7 +429,7 @@ class TcpTracker:
     def _skip_to(self, conn: TcpConnection, ep: int, d: Direction, upto: int, number: int,
                  ts_ns: int) -> None:
         """Holes before `upto` that have data (or a FIN/RST) waiting behind them become gaps."""
-        while d.offset < upto:
+        while d.offset < upto and not d.closed:
             if d.ooo:
                 nxt = d.ooo[0][0]
             elif d.pending_close is not None:
@@ -437,8 +439,10 @@ class TcpTracker:
             target = min(upto, nxt)
             if target <= d.offset:
                 self._drain(conn, ep, d)
-                if d.ooo and d.ooo[0][0] <= d.offset:
-                    return  # cannot happen; never loop forever
+                if conn.closed or d.ooo and d.ooo[0][0] <= d.offset:
+                    return  # the second cannot happen; never loop forever
+                if not d.ooo and d.pending_close is not None and d.pending_close[0][0] <= d.offset:
+                    return
                 continue
             self._gap(conn, ep, d, target, number, ts_ns)
             self._drain(conn, ep, d)
@@ -541,13 +545,15 @@ class TcpTracker:
 
     def _emit_close(self, conn: TcpConnection, ep: int, d: Direction, how: str, number: int,
                     ts_ns: int) -> None:
-        if how == "fin":
-            if d.closed:
-                return
-            d.closed = True
-            self._flush(conn, ep, d, number, ts_ns)  # anything buffered beyond the FIN is junk, but shown
-        else:
-            d.closed = True
+        if conn.closed or d.closed and how == "fin":
+            return
+        if d.ooo:
+            # Anything still buffered lies beyond the FIN/RST: junk, but shown before the close
+            # (without letting the flush emit the closes still pending: that is our caller's job).
+            saved, d.pending_close = d.pending_close, None
+            self._flush(conn, ep, d, number, ts_ns)
+            d.pending_close = saved
+        d.closed = True
         self._closing(conn, ep, how, number, ts_ns)
         if conn.dirs[1 - ep].closed:
             self._finish(conn, ts_ns)
@@ -572,11 +578,16 @@ class TcpTracker:
         conn.closed = True
         for ep in (0, 1):
             d = conn.dirs[ep]
-            if d.ooo:
+            if d.ooo and not d.closed:
                 self._flush(conn, ep, d, d.ooo[-1][2], ts_ns)
+            d.ooo.clear()
+            d.ooo_bytes = 0
             if d.pending_close is not None:
                 for off, how, number, close_ts in d.pending_close:
-                    self._gap(conn, ep, d, off, number, close_ts)
+                    if not d.closed:
+                        self._gap(conn, ep, d, off, number, close_ts)
+                    elif how == "fin":
+                        continue
                     d.closed = True
                     self._closing(conn, ep, how, number, close_ts)
                 d.pending_close = None
