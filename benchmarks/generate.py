@@ -65,10 +65,10 @@ def _pair() -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
     big = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 24, h2.settings.SettingCodes.MAX_FRAME_SIZE: 16384,
            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1000}
-    client.local_settings.update(big)
-    server.local_settings.update(big)
     client.initiate_connection()
     server.initiate_connection()
+    client.update_settings(big)  # sent as a second SETTINGS frame, applied when the peer reads it
+    server.update_settings(big)
     client.increment_flow_control_window(1 << 30)
     server.increment_flow_control_window(1 << 30)
     return client, server
@@ -85,6 +85,19 @@ class Template:
     def __init__(self) -> None:
         self.flights: list[tuple[int, int, bytes]] = []
         self.client, self.server = _pair()
+
+    def send_within_window(self, conn: h2.connection.H2Connection, sid: int, data: bytes) -> None:
+        """Send as flow control allows, letting WINDOW_UPDATEs through when the window is spent."""
+        while data:
+            room = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size, len(data))
+            if room <= 0:
+                before = len(self.flights)
+                self.pump()
+                if len(self.flights) == before:
+                    raise RuntimeError("flow-control window stays closed: the generator would hang")
+                continue
+            conn.send_data(sid, data[:room])
+            data = data[room:]
 
     def pump(self, delay_us: int = 30) -> None:
         """Move bytes both ways until both sides are quiet, answering nothing by itself."""
@@ -141,9 +154,7 @@ def build(workload: str, rng: random.Random, calls: int) -> Template:
             t.pump()
             s.send_headers(sid, RESPONSE)
             for _ in range(16):
-                msg = _message(64 * 1024, rng)
-                for off in range(0, len(msg), 16384):
-                    s.send_data(sid, msg[off:off + 16384])
+                t.send_within_window(s, sid, _message(64 * 1024, rng))
                 t.pump(delay_us=400)
             s.send_headers(sid, [("grpc-status", "0")], end_stream=True)
             t.pump()

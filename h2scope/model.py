@@ -109,6 +109,7 @@ class StreamRecord:
     grpc_status: Optional[int] = None
     grpc_message: Optional[str] = None
     trailers_only: bool = False
+    status_after_reset: bool = False  # the grpc-status came in trailers sent after a RST_STREAM
     request_headers: Optional[list] = None
     response_headers: Optional[list] = None
     trailers: Optional[list] = None
@@ -121,6 +122,7 @@ class StreamRecord:
     message_bytes: list = field(default_factory=lambda: [0, 0])
     compressed_messages: list = field(default_factory=lambda: [0, 0])
     messages_known: list = field(default_factory=lambda: [True, True])
+    message_sizes: list = field(default_factory=lambda: [[], []])  # the first 64 per direction
     end_stream_ns: list = field(default_factory=lambda: [None, None])
     end_stream_packet: list = field(default_factory=lambda: [None, None])
     last_frame_ns: list = field(default_factory=lambda: [None, None])
@@ -149,6 +151,19 @@ class StreamRecord:
         if self.method and self.method.count("/") >= 2:
             return self.method.rsplit("/", 1)[1]
         return None
+
+    @property
+    def outcome(self) -> str:
+        """How the call ended, as a person reads it: a status, or the reset that ended it first."""
+        status = status_name(self.grpc_status) if self.grpc_status is not None else None
+        if self.rst_by is not None and (status is None or self.status_after_reset):
+            reset = f"RST_STREAM({error_name(self.rst_code or 0)}) by {SIDE_NAMES[self.rst_by]}"
+            return f"{reset}, then {status}" if status else reset
+        if status is not None:
+            return status
+        if self.http_status is not None and not self.grpc:
+            return str(self.http_status)
+        return self.end_reason or "-"
 
     @property
     def duration_ns(self) -> Optional[int]:
@@ -184,6 +199,8 @@ class StreamRecord:
             "grpc_status_name": status_name(self.grpc_status) if self.grpc_status is not None else None,
             "grpc_message": self.grpc_message,
             "trailers_only": self.trailers_only,
+            "status_after_reset": self.status_after_reset,
+            "outcome": self.outcome,
             "end_reason": self.end_reason,
             "rst": self.rst_json(),
             "frames": {"c2s": self.frames[0], "s2c": self.frames[1]},
@@ -192,6 +209,7 @@ class StreamRecord:
                          "s2c": self.messages[1] if self.messages_known[1] else None},
             "message_bytes": {"c2s": self.message_bytes[0], "s2c": self.message_bytes[1]},
             "compressed_messages": {"c2s": self.compressed_messages[0], "s2c": self.compressed_messages[1]},
+            "message_sizes": {"c2s": self.message_sizes[0], "s2c": self.message_sizes[1]},
             "headers_unknown": self.headers_unknown,
             "metadata": self.metadata,
             "request_headers": self.request_headers,

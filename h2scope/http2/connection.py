@@ -347,9 +347,9 @@ class H2Observer:
         ctx.total_frames += 1
         record: Optional[dict] = None
         if ctx.keep_frames:
-            record = {"packet": packet, "time": ts_ns / 1e9, "conn": self.conn_id, "dir": DIR_NAMES[side],
-                      "stream": sid, "type": type_name(ftype), "flags": flags,
-                      "flag_names": flag_names(ftype, flags), "length": length}
+            record = {"packet": packet, "time": ts_ns / 1e9, "ts_ns": ts_ns, "index": self.frames,
+                      "conn": self.conn_id, "dir": DIR_NAMES[side], "stream": sid, "type": type_name(ftype),
+                      "flags": flags, "flag_names": flag_names(ftype, flags), "length": length}
             if first_packet != packet:
                 record["first_packet"] = first_packet
             if damaged:
@@ -507,6 +507,7 @@ class H2Observer:
             m.finish()
             rec.messages[s] = m.count
             rec.message_bytes[s] = m.total
+            rec.message_sizes[s] = m.sizes
             rec.compressed_messages[s] = m.compressed
             if m.lost:
                 rec.messages_known[s] = False
@@ -725,6 +726,8 @@ class H2Observer:
                 rec.grpc_status = int(grpc_status)
             except ValueError:
                 rec.grpc_status = None
+            # Trailers that crossed (or ignored) a reset: the client never acted on them.
+            rec.status_after_reset = rec.rst_by is not None
         if message is not None:
             rec.grpc_message = decode_grpc_message(message)
 

@@ -5,6 +5,18 @@ from __future__ import annotations
 import polars as pl
 
 from ..grpc.status import status_name
+from ..http2.constants import error_name
+
+
+def _short_outcome(s) -> str:
+    """The status column: the gRPC status, or the reset that ended the call before one arrived."""
+    if s.rst_by is not None and (s.grpc_status is None or s.status_after_reset):
+        return f"RST {error_name(s.rst_code or 0)}"
+    if s.grpc_status is not None:
+        return status_name(s.grpc_status)
+    if s.http_status is not None and not s.grpc:
+        return str(s.http_status)
+    return "none"
 
 
 def method_table(findings: list, streams: list) -> pl.DataFrame:
@@ -18,8 +30,7 @@ def method_table(findings: list, streams: list) -> pl.DataFrame:
         {
             "method": s.method,
             "duration_ms": (s.end_ns - s.start_ns) / 1e6 if s.end_ns is not None else None,
-            "status": status_name(s.grpc_status) if s.grpc_status is not None else
-            (str(s.http_status) if s.http_status is not None and not s.grpc else "none"),
+            "status": _short_outcome(s),
             "has_deadline": s.timeout_ns is not None,
             "exceeded": (s.conn, s.stream) in exceeded,
             "zombie_bytes": zombie.get((s.conn, s.stream), 0),

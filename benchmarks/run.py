@@ -1,0 +1,121 @@
+"""Benchmarks: h2scope against tshark (and pyshark on a slice), side by side, same files.
+
+    python benchmarks/run.py                      # W1..W4 at 100 MB (generated if missing)
+    python benchmarks/run.py --size 20 W1 W3      # smaller, selected workloads
+    python benchmarks/run.py --files dump.pcap    # any captures you have
+
+For each capture: wall time, packets/s, MB/s and peak RSS of each tool (each runs as its
+own child process; RSS from wait4's rusage), and h2scope's ratio to tshark. Prints a table
+and writes benchmarks/results/<timestamp>.json. Targets (issue 7) are reported, never
+asserted: h2scope >= 15x faster than tshark, peak RSS <= 100 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import generate  # noqa: E402
+
+PYSHARK_SLICE = 2000  # packets: pyshark is ~200 packets/s, a whole capture would take hours
+
+
+def _run(cmd: list[str]) -> dict:
+    """Run one child to completion; wall seconds and its own peak RSS (MB)."""
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(cmd, stdout=devnull, stderr=devnull)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    return {"seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "exit": os.waitstatus_to_exitcode(status)}
+
+
+def _packets(path: Path) -> int:
+    from h2scope.capture.reader import CaptureReader
+
+    with CaptureReader(str(path)) as reader:
+        for _ in reader:
+            pass
+        return reader.packets
+
+
+def bench_file(path: Path, port: int) -> dict:
+    size_mb = path.stat().st_size / 1048576
+    packets = _packets(path)
+    h2scope = [sys.executable, "-c", "import sys; from h2scope.cli import main; sys.exit(main())",
+               "analyze", str(path), "--format", "json", "--no-progress"]
+    tshark = [shutil.which("tshark") or "tshark", "-n", "-r", str(path), "-o", "gui.max_tree_depth:1000000",
+              "-d", f"tcp.port=={port},http2", "-Y", "http2", "-T", "fields", "-e", "frame.number",
+              "-e", "http2.streamid", "-e", "http2.type"]
+    pyshark = [sys.executable, "-c", (
+        "import sys, pyshark\n"
+        f"cap = pyshark.FileCapture(sys.argv[1], decode_as={{'tcp.port=={port}': 'http2'}}, keep_packets=False)\n"
+        "n = 0\n"
+        "for pkt in cap:\n"
+        "    n += 1\n"
+        f"    if n >= {PYSHARK_SLICE}:\n"
+        "        break\n"
+        "cap.close()\n"), str(path)]
+    row = {"file": str(path), "size_mb": round(size_mb, 1), "packets": packets}
+    for name, cmd in (("h2scope", h2scope), ("tshark", tshark), ("pyshark", pyshark)):
+        r = _run(cmd)
+        n = PYSHARK_SLICE if name == "pyshark" else packets
+        r["packets_per_s"] = n / r["seconds"]
+        r["mb_per_s"] = (size_mb * n / packets) / r["seconds"] if packets else 0
+        row[name] = r
+    row["speedup_vs_tshark"] = row["tshark"]["seconds"] / row["h2scope"]["seconds"]
+    return row
+
+
+def _table(rows: list[dict]) -> str:
+    head = (f"{'capture':<24} {'MB':>6} {'packets':>9} | {'h2scope s':>9} {'RSS MB':>7} {'MB/s':>6} | "
+            f"{'tshark s':>8} {'RSS MB':>7} | {'pyshark pkt/s':>13} | {'x tshark':>8}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        h, t, p = r["h2scope"], r["tshark"], r["pyshark"]
+        lines.append(f"{Path(r['file']).name:<24} {r['size_mb']:>6} {r['packets']:>9} | {h['seconds']:>9.2f} "
+                     f"{h['peak_rss_mb']:>7.0f} {h['mb_per_s']:>6.1f} | {t['seconds']:>8.2f} {t['peak_rss_mb']:>7.0f} | "
+                     f"{p['packets_per_s']:>13.0f} | {r['speedup_vs_tshark']:>8.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workloads", nargs="*", default=["W1", "W2", "W3", "W4"])
+    ap.add_argument("--size", type=int, default=100, help="MB per generated capture (default 100)")
+    ap.add_argument("--files", nargs="*", help="benchmark these captures instead of generated ones")
+    ap.add_argument("--port", type=int, default=generate.SERVER_PORT, help="HTTP/2 port for tshark")
+    args = ap.parse_args(argv)
+    if args.files:
+        files = [Path(f) for f in args.files]
+    else:
+        files = []
+        for wl in args.workloads:
+            path = generate.DATA / f"{wl}-{args.size}MB.pcap"
+            if not path.exists():
+                generate.write(wl, args.size, path)
+            files.append(path)
+    rows = [bench_file(f, args.port) for f in files]
+    print(_table(rows))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    dest = out / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    dest.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                                "rows": rows}, indent=2))
+    print(f"\nwrote {dest}")
+    met = all(r["speedup_vs_tshark"] >= 15 and r["h2scope"]["peak_rss_mb"] <= 100 for r in rows)
+    print("targets (>= 15x tshark, <= 100 MB RSS):", "met" if met else "NOT met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
