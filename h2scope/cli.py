@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from typing import Optional
 
 from . import __version__
 from .errors import CaptureError
+from .argtypes import add_input_arguments, duration_seconds, regex
 from .findings import SEVERITIES, SEVERITY_RANK
 
 EXIT_OK = 0
@@ -43,41 +43,6 @@ examples:
 """
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return port
-
-
-def _seconds(value: str) -> float:
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*", value)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (e.g. 0.05, 50ms)")
-    n = float(m.group(1))
-    unit = m.group(2) or "s"
-    return n / {"s": 1, "ms": 1e3, "us": 1e6, "µs": 1e6}[unit]
-
-
-def _regex(value: str) -> re.Pattern:
-    try:
-        return re.compile(value)
-    except re.error as e:
-        raise argparse.ArgumentTypeError(f"bad regular expression {value!r}: {e}") from None
-
-
-def _add_input(p: argparse.ArgumentParser) -> None:
-    p.add_argument("capture", help="pcap, pcapng or .gz capture; - reads stdin")
-    p.add_argument("--decode-as", metavar="PORT", type=_port, action="append", default=[],
-                   help="decode TCP port PORT as HTTP/2 even without a preface (captures that start "
-                        "mid-connection); repeatable")
-    p.add_argument("--ooo-cap", metavar="BYTES", type=int, default=None,
-                   help="out-of-order bytes buffered per TCP direction before declaring a gap (default 4 MiB)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     from .rules import KINDS
 
@@ -93,25 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
                            "severities: error > warning > info\n"
                            f"finding kinds: {', '.join(KINDS)}\n"
                            "exit codes: 0 clean, 1 a finding at or above --fail-on, 2 usage or input error"))
-    _add_input(a)
+    add_input_arguments(a)
     a.add_argument("--format", choices=("text", "json", "jsonl"), default="text",
                    help="text report (default), one JSON document, or one finding per line")
     a.add_argument("--fail-on", choices=SEVERITIES + ("never",), default="never",
                    help="exit 1 when a finding at or above this severity exists (default: never)")
     a.add_argument("--min-severity", choices=SEVERITIES, default="info", help="hide findings below this severity")
-    a.add_argument("--method", type=_regex, metavar="REGEX", help="only calls whose :path matches REGEX")
+    a.add_argument("--method", type=regex, metavar="REGEX", help="only calls whose :path matches REGEX")
     a.add_argument("--conn", type=int, metavar="ID", help="only connection ID (Wireshark's tcp.stream)")
-    a.add_argument("--grace", type=_seconds, metavar="SECONDS",
+    a.add_argument("--grace", type=duration_seconds, metavar="SECONDS",
                    help="time a reset or GOAWAY may take to reach the peer before later frames count "
                         "(default: 4x RTT, at least 10 ms; 50 ms without an RTT)")
     a.add_argument("--storm-count", type=int, default=10, metavar="N", help="resets that make a cancel storm (default 10)")
-    a.add_argument("--storm-window", type=_seconds, default=1.0, metavar="SECONDS",
+    a.add_argument("--storm-window", type=duration_seconds, default=1.0, metavar="SECONDS",
                    help="window for --storm-count (default 1 s)")
     a.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
     f = sub.add_parser("frames", help="list every HTTP/2 frame (packet, stream, type, flags, headers)",
                        description="List every HTTP/2 frame, numbered by packet as Wireshark does.")
-    _add_input(f)
+    add_input_arguments(f)
     f.add_argument("--format", choices=("text", "jsonl"), default="text")
     f.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
     f.add_argument("--stream", type=int, metavar="ID", help="only stream ID")

@@ -343,3 +343,27 @@ def test_editcap_conversions_read_the_same(tmp_path: Path, originals) -> None:
         assert reader.format == ("pcapng" if fmt == "pcapng" else "pcap")
         assert [(p[1], p[3], p[4]) for p in packets] == [(p[1], p[3], p[4]) for p in want]
         assert reassemble(out).bytes() == base_result.bytes()
+
+
+def test_gzip_members_padding_and_damage(tmp_path: Path) -> None:
+    src = (CAPTURES_DIR / "grpcio/large_message.pcap").read_bytes()
+    _, want = read_all(CAPTURES_DIR / "grpcio/large_message.pcap")
+    # several gzip members (what `cat a.gz b.gz` or pigz makes), then zero padding
+    cut = len(src) // 3
+    multi = tmp_path / "multi.pcap.gz"
+    multi.write_bytes(gzip.compress(src[:cut]) + gzip.compress(src[cut:2 * cut]) + gzip.compress(src[2 * cut:])
+                      + b"\0" * 512)
+    r, got = read_all(multi)
+    assert got == want and r.warnings == []
+    # damage in the middle of the compressed stream: what came before is kept, with a warning
+    z = bytearray(gzip.compress(src))
+    z[len(z) // 2] ^= 0xFF
+    z[len(z) // 2 + 1] ^= 0xFF
+    bad = tmp_path / "bad.pcap.gz"
+    bad.write_bytes(bytes(z))
+    r, got = read_all(bad)
+    assert r.warnings, "damage must be reported"
+    good = 0
+    while good < min(len(got), len(want)) and got[good] == want[good]:
+        good += 1
+    assert good >= 5, "the packets before the damage must be read"

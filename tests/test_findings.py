@@ -141,3 +141,43 @@ def test_every_finding_points_at_packets_and_sorts_worst_first():
     assert ranks == sorted(ranks, reverse=True)
     for rel in ("h2peers/conn_lost.pcap", "h2peers/cancel_storm.pcap", "grpcio/deadline_stream.pcap"):
         assert all(f.packets and all(isinstance(p, int) and p > 0 for p in f.packets) for f in findings(rel))
+
+
+def test_zombie_against_a_real_grpcio_client():
+    fs = findings("grpcio_vs_h2/zombie_server.pcap")
+    [z] = [f for f in fs if f.kind == "data-after-rst"]
+    assert z.details["by"] == "server" and z.details["rst_code"] == "CANCEL"
+    assert z.details["data_frames"] >= 15 and z.details["zombie_window"] > 0.3
+    assert z.details["frames_in_grace"] >= 1  # the frame already in flight is not counted as a zombie
+    assert {"deadline-exceeded", "work-after-deadline"} <= {f.kind for f in fs}
+
+
+def test_the_well_behaved_twin_is_not_a_zombie():
+    """Same server, same client, but it stops at the reset: one DATA frame crosses the RST
+    on the wire, and that is in flight, not a zombie."""
+    from h2scope.analysis import analyze as run
+
+    result = run(str(ROOT / "grpcio_vs_h2/well_behaved_twin.pcap"))
+    s = next(s for s in result.streams if s.rst_by is not None)
+    assert [lf.type for lf in s.late if lf.side == 1] == [0]  # exactly one server DATA after the reset
+    assert not {"data-after-rst", "work-after-deadline"} & {f.kind for f in result.findings}
+
+
+@pytest.mark.parametrize("rel", ["grpcio/deadline_stream.pcap", "grpcgo/deadline_stream.pcap",
+                                 "grpcjs/deadline_stream.pcap", "grpcgo/deadline_unary.pcap",
+                                 "grpcjs/deadline_unary.pcap", "grpcio/deadline_unary.pcap",
+                                 "grpcio/cancel.pcap", "grpcjs/cancel_stream.pcap", "grpcgo/cancel_stream.pcap"])
+def test_real_stacks_deadline_and_cancel_handling_is_not_a_zombie(rel):
+    assert "data-after-rst" not in kinds(rel)
+
+
+def test_server_sending_above_its_own_goaway():
+    fs = findings("grpcio_vs_h2/goaway_keeps_sending.pcap")
+    [g] = [f for f in fs if f.kind == "frames-after-goaway"]
+    assert g.details["last_stream_id"] == 1 and g.details["streams"] == [3, 5] and g.details["new_streams"] == []
+    assert "above its own last-stream-id" in g.summary
+
+
+def test_cancel_storm_of_a_hundred_real_calls():
+    [f] = [f for f in findings("grpcio_vs_h2/cancel_storm_100.pcap") if f.kind == "cancel-storm"]
+    assert f.details["resets"] >= 100 and f.details["window"] < 0.05

@@ -13,7 +13,9 @@ crashes locally run with a larger max_examples and derandomize=False.
 
 from __future__ import annotations
 
+import atexit
 import gzip
+import shutil
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -43,6 +45,7 @@ RAW_SEEDS = SEEDS + ["links/dumpcap.pcapng", "links/plain_name.cap", "links/unar
 _BYTES = {name: (CAPTURES_DIR / name).read_bytes() for name in RAW_SEEDS}
 _CAPS = {name: g.read_pcap(CAPTURES_DIR / name) for name in SEEDS}
 _TMP = Path(tempfile.mkdtemp(prefix="h2scope-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, True)
 
 INTERESTING = [0x00, 0x01, 0x04, 0x05, 0x08, 0x09, 0x0A, 0x3F, 0x40, 0x7F, 0x80, 0x81, 0xBE, 0xFF]
 

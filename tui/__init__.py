@@ -7,27 +7,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 
+from h2scope.argtypes import add_input_arguments, duration_seconds
+
 __all__ = ["add_parser", "run"]
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range: {port}")
-    return port
-
-
-def _seconds(value: str) -> float:
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|us|µs)?\s*", value)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {value!r} (e.g. 0.05, 50ms)")
-    return float(m.group(1)) / {"s": 1, "ms": 1e3, "us": 1e6, "µs": 1e6}[m.group(2) or "s"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -37,12 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Open a capture in an interactive terminal UI: findings → the stream → its frames, "
                     "with the evidence packets highlighted. Keys: ? help, / filter, Enter open, Esc back, "
                     "e export JSON, q quit.")
-    p.add_argument("capture", help="pcap, pcapng or .gz capture file")
-    p.add_argument("--decode-as", metavar="PORT", type=_port, action="append", default=[],
-                   help="decode TCP port PORT as HTTP/2 even without a preface; repeatable")
-    p.add_argument("--ooo-cap", metavar="BYTES", type=int, default=None,
-                   help="out-of-order bytes buffered per TCP direction before declaring a gap (default 4 MiB)")
-    p.add_argument("--grace", type=_seconds, metavar="SECONDS",
+    add_input_arguments(p, stdin=False)
+    p.add_argument("--grace", type=duration_seconds, metavar="SECONDS",
                    help="time a reset or GOAWAY may take to reach the peer before later frames count "
                         "(default: 4x RTT, at least 10 ms; 50 ms without an RTT)")
     return p
