@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--storm-count", type=int, default=10, metavar="N", help="resets that make a cancel storm (default 10)")
     a.add_argument("--storm-window", type=duration_seconds, default=1.0, metavar="SECONDS",
                    help="window for --storm-count (default 1 s)")
+    a.add_argument("--headers", action="store_true",
+                   help="with --format json: include every stream's full request/response headers and trailers")
     a.add_argument("--no-progress", action="store_true", help="never show a progress bar")
 
     f = sub.add_parser("frames", help="list every HTTP/2 frame (packet, stream, type, flags, headers)",
@@ -175,7 +177,7 @@ def cmd_analyze(args) -> int:
         streams = [s for s in streams if s.method and args.method.search(s.method)]
         findings = [f for f in findings if f.method and args.method.search(f.method)]
     if args.format == "json":
-        write_json(sys.stdout, result, findings, streams, connections)
+        write_json(sys.stdout, result, findings, streams, connections, headers=args.headers)
     elif args.format == "jsonl":
         write_jsonl(sys.stdout, findings)
     else:

@@ -175,8 +175,8 @@ class StreamRecord:
         return {"by": SIDE_NAMES[self.rst_by], "code": error_name(self.rst_code or 0),
                 "time": sec(self.rst_ns), "packet": self.rst_packet}
 
-    def to_json(self) -> dict:
-        return {
+    def to_json(self, headers: bool = True) -> dict:
+        out = {
             "conn": self.conn,
             "stream": self.stream,
             "method": self.method,
@@ -212,11 +212,13 @@ class StreamRecord:
             "message_sizes": {"c2s": self.message_sizes[0], "s2c": self.message_sizes[1]},
             "headers_unknown": self.headers_unknown,
             "metadata": self.metadata,
-            "request_headers": self.request_headers,
-            "response_headers": self.response_headers,
-            "trailers": self.trailers,
             "flow_control_stalls": [s.to_json() for s in self.stalls],
         }
+        if headers:
+            out["request_headers"] = self.request_headers
+            out["response_headers"] = self.response_headers
+            out["trailers"] = self.trailers
+        return out
 
 
 @dataclass(slots=True, eq=False)

@@ -143,3 +143,11 @@ def test_grace_option_changes_the_verdict():
     loose = json.loads(run("analyze", CAP / "h2peers/zombie_server.pcap", "--format", "json", "--grace", "10s").stdout)
     assert any(f["kind"] == "data-after-rst" for f in strict["findings"])
     assert not any(f["kind"] == "data-after-rst" for f in loose["findings"])
+
+
+def test_json_headers_only_on_request():
+    plain = json.loads(run("analyze", CAP / "grpcio/unary_ok.pcap", "--format", "json").stdout)
+    full = json.loads(run("analyze", CAP / "grpcio/unary_ok.pcap", "--format", "json", "--headers").stdout)
+    assert "request_headers" not in plain["streams"][0]
+    assert [":path", "/demo.Demo/Unary"] in full["streams"][0]["request_headers"]
+    assert full["streams"][0]["trailers"] is not None
