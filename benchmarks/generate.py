@@ -18,7 +18,6 @@ Workloads:
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import sys

@@ -138,7 +138,6 @@ class StreamRecord:
     after_deadline_dropped: int = 0
     goaway_packet: Optional[int] = None  # the GOAWAY that cut this stream, if one did
     stalls: list = field(default_factory=list)
-    packets: list = field(default_factory=list)  # first packets of the stream's frames, bounded
 
     @property
     def service(self) -> Optional[str]:

@@ -88,12 +88,10 @@ def coherent_stream_ids(ids: list[int]) -> bool:
                for i, a in enumerate(nonzero))
 
 
-class RawFrame(tuple):
-    """(header9, length, type, flags, stream_id, payload, first_packet, damaged)"""
-
-
 class FrameSplitter:
-    __slots__ = ("_buf", "_first_packet", "synced", "resyncs", "skipped", "_damaged", "_missing",
+    """Frames come out as (header9, length, type, flags, stream_id, payload, first_packet, damaged)."""
+
+    __slots__ = ("_buf", "_first_packet", "synced", "resyncs", "skipped", "_damaged",
                  "max_len", "_need_start", "_preface")
 
     def __init__(self, synced: bool = True, max_len: int = (1 << 24) - 1) -> None:
@@ -103,7 +101,6 @@ class FrameSplitter:
         self.resyncs = 0  # times framing was found again after a gap or a mid-connection start
         self.skipped = 0  # bytes that could not be framed
         self._damaged = False  # the frame being assembled lost bytes to a gap
-        self._missing = 0
         self.max_len = max_len  # for resynchronisation only: the largest length believed
         self._need_start = True  # the next data starts a TCP chunk right after a gap/start
         self._preface: bytes = b""  # bytes to strip before the first frame
