@@ -5,10 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from .connections_pane import describe_row
+from .evidence_screen import EvidenceScreen
 from .export import connection_payload
 from .gantt import Gantt
 from .stream_screen import frame_detail
@@ -34,7 +34,7 @@ def connection_summary(view: View, c, finding=None) -> Text:
     return text
 
 
-class ConnectionScreen(Screen):
+class ConnectionScreen(EvidenceScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("tab", "switch_focus", "Chart/frames"),
@@ -42,13 +42,12 @@ class ConnectionScreen(Screen):
         Binding("e", "export", "Export"),
     ]
 
+    what = "connection"
+
     def __init__(self, view: View, cid: int, *, evidence: frozenset[int] = frozenset(), finding=None) -> None:
-        super().__init__()
-        self.view = view
+        super().__init__(view, evidence=evidence, finding=finding)
         self.cid = cid
         self.conn = view.connections[cid]
-        self.evidence = evidence
-        self.finding = finding
         self.sub_title = f"connection {cid}"
 
     def compose(self) -> ComposeResult:
@@ -62,20 +61,6 @@ class ConnectionScreen(Screen):
                           show_stream=True, id="frames")
         yield Static("", id="frame-detail")
         yield Footer()
-
-    @property
-    def table(self) -> FramesTable:
-        return self.query_one(FramesTable)
-
-    def on_mount(self) -> None:
-        table = self.table
-        table.focus()
-        if table.note:
-            self.notify(table.note)
-        self.call_after_refresh(table.focus_evidence)
-
-    def marked_packets(self) -> list[int]:
-        return self.table.marked_packets()
 
     def on_gantt_highlighted(self, event: Gantt.Highlighted) -> None:
         event.stop()
@@ -107,14 +92,6 @@ class ConnectionScreen(Screen):
             self.query_one(Gantt).focus()
         else:
             self.table.focus()
-
-    def action_next_evidence(self) -> None:
-        table = self.table
-        if not table.marked:
-            self.notify("no evidence frames on this connection")
-            return
-        later = [i for i in table.marked if i > table.cursor_row]
-        table.move_cursor(row=later[0] if later else table.marked[0])
 
     def action_export(self) -> None:
         self.app.export(f"connection-{self.cid}", connection_payload(self.view, self.cid, self.evidence))

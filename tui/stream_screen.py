@@ -7,12 +7,12 @@ from typing import Optional
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from h2scope.http2.constants import error_name
 from h2scope.model import SIDE_NAMES
 
+from .evidence_screen import EvidenceScreen
 from .export import stream_payload
 from .lanes import LaneChart
 from .tables import FramesTable
@@ -79,7 +79,9 @@ def frame_detail(view: View, row, base_ns: int, deadline_ns: Optional[int]) -> T
     return text
 
 
-class StreamScreen(Screen):
+class StreamScreen(EvidenceScreen):
+    what = "stream"
+
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("n", "next_evidence", "Next evidence"),
@@ -90,12 +92,9 @@ class StreamScreen(Screen):
 
     def __init__(self, view: View, key: tuple[int, int], *, evidence: frozenset[int] = frozenset(),
                  finding=None) -> None:
-        super().__init__()
-        self.view = view
+        super().__init__(view, evidence=evidence, finding=finding)
         self.key = key
         self.stream = view.streams[key]
-        self.evidence = evidence
-        self.finding = finding
         self.sub_title = f"stream {key[1]} · conn {key[0]}"
 
     def compose(self) -> ComposeResult:
@@ -108,18 +107,6 @@ class StreamScreen(Screen):
         yield Static("", id="frame-detail")
         yield Footer()
 
-    @property
-    def table(self) -> FramesTable:
-        return self.query_one(FramesTable)
-
-    def on_mount(self) -> None:
-        table = self.table
-        table.focus()
-        self.call_after_refresh(table.focus_evidence)
-
-    def marked_packets(self) -> list[int]:
-        return self.table.marked_packets()
-
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         table = self.table
         self.query_one("#frame-detail", Static).update(
@@ -128,14 +115,6 @@ class StreamScreen(Screen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_headers()
-
-    def action_next_evidence(self) -> None:
-        table = self.table
-        if not table.marked:
-            self.notify("no evidence frames on this stream")
-            return
-        later = [i for i in table.marked if i > table.cursor_row]
-        table.move_cursor(row=later[0] if later else table.marked[0])
 
     def action_headers(self) -> None:
         from .headers_screen import HeadersScreen
