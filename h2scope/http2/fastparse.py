@@ -49,6 +49,19 @@ class Parsed:
         self.exclusive = False
 
 
+def _pad_length(payload: bytes, n: int) -> int:
+    """The Pad Length byte of a PADDED frame (hyperframe rejects an empty body)."""
+    if not n:
+        raise FrameError
+    return payload[0]
+
+
+def _priority(p: Parsed, payload: bytes, off: int) -> None:
+    dep, p.stream_weight = _LB(payload, off)
+    p.exclusive = bool(dep >> 31)
+    p.depends_on = dep & 0x7FFFFFFF
+
+
 def parse(ftype: int, flags: int, sid: int, payload: bytes) -> Parsed:
     """Parse a frame body of a known type (0-9); raises FrameError where hyperframe raises."""
     if sid:
@@ -60,36 +73,25 @@ def parse(ftype: int, flags: int, sid: int, payload: bytes) -> Parsed:
     p = Parsed()
     if ftype == DATA:
         if flags & FLAG_PADDED:
-            if not n:
-                raise FrameError
-            pad = payload[0]
-            p.pad_length = pad
+            pad = p.pad_length = _pad_length(payload, n)
             if pad and pad >= n:
                 raise FrameError
             p.data = payload[1:n - pad]
         else:
             p.data = payload
     elif ftype == HEADERS:
-        off = 0
-        pad = 0
-        if flags & FLAG_PADDED:
-            if not n:
-                raise FrameError
-            pad = payload[0]
-            off = 1
+        pad = p.pad_length = _pad_length(payload, n) if flags & FLAG_PADDED else 0
+        off = 1 if flags & FLAG_PADDED else 0
         rest = n - off
         if flags & FLAG_PRIORITY:
             if rest < 5:
                 raise FrameError
-            dep, p.stream_weight = _LB(payload, off)
-            p.exclusive = bool(dep >> 31)
-            p.depends_on = dep & 0x7FFFFFFF
+            _priority(p, payload, off)
             start = off + 5
         else:
             start = off
         if pad and pad >= rest:
             raise FrameError
-        p.pad_length = pad
         p.data = payload[start:n - pad] if (start or pad) else payload
     elif ftype == RST_STREAM:
         if n != 4:
@@ -120,17 +122,10 @@ def parse(ftype: int, flags: int, sid: int, payload: bytes) -> Parsed:
     elif ftype == PRIORITY:
         if n != 5:
             raise FrameError
-        dep, p.stream_weight = _LB(payload)
-        p.exclusive = bool(dep >> 31)
-        p.depends_on = dep & 0x7FFFFFFF
+        _priority(p, payload, 0)
     elif ftype == PUSH_PROMISE:
-        off = 0
-        pad = 0
-        if flags & FLAG_PADDED:
-            if not n:
-                raise FrameError
-            pad = payload[0]
-            off = 1
+        pad = p.pad_length = _pad_length(payload, n) if flags & FLAG_PADDED else 0
+        off = 1 if flags & FLAG_PADDED else 0
         if n - off < 4:
             raise FrameError
         promised = _L(payload, off)[0]
@@ -139,7 +134,6 @@ def parse(ftype: int, flags: int, sid: int, payload: bytes) -> Parsed:
         if pad and pad >= n:
             raise FrameError
         p.promised_stream_id = promised
-        p.pad_length = pad
         p.data = payload[off + 4:n - pad]
     elif ftype == CONTINUATION:
         p.data = payload

@@ -51,10 +51,8 @@ def check(analysis) -> list[Finding]:
         if rec.rst_by is not None and rec.rst_ns is not None and rec.end_reason == "reset":
             per_conn[rec.conn].append((rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code, rec.conn))
     out = []
-    flagged_conn_runs = 0
     for cid, resets in sorted(per_conn.items()):
         for run in _windows(resets, opts.storm_count, window_ns):
-            flagged_conn_runs += 1
             span = run[-1][0] - run[0][0]
             who, codes = _describe(run)
             conn = conns.get(cid)
