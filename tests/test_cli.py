@@ -151,3 +151,11 @@ def test_json_headers_only_on_request():
     assert "request_headers" not in plain["streams"][0]
     assert [":path", "/demo.Demo/Unary"] in full["streams"][0]["request_headers"]
     assert full["streams"][0]["trailers"] is not None
+
+
+def test_json_names_service_and_rpc_and_hpack_memo():
+    doc = json.loads(run("analyze", CAP / "grpcio/unary_ok.pcap", "--format", "json").stdout)
+    s = doc["streams"][0]
+    assert (s["service"], s["rpc"], s["resets"]) == ("demo.Demo", "Unary", 0)
+    hp = doc["connections"][0]["hpack"]
+    assert hp["blocks"] >= 9 and 0 < hp["memo_hits"] < hp["blocks"]

@@ -73,6 +73,7 @@ def check(analysis) -> list[Finding]:
                 summary=summary, packets=sorted(set(p for p in evidence if p is not None)), method=rec.method,
                 details={"by": sender, "after": "own-rst" if after_own else "peer-rst", "rst_packet": ref_pkt,
                          "rst_code": code, "frames": len(frames), "data_frames": ndata, "bytes": nbytes,
-                         "zombie_window": window / 1e9, "grace": grace / 1e9, "frames_in_grace": in_grace},
+                         "zombie_window": window / 1e9, "grace": grace / 1e9, "frames_in_grace": in_grace,
+                         "frames_not_listed": rec.late_dropped},
             ))
     return out
