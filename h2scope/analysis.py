@@ -8,6 +8,7 @@ from typing import Callable, Optional
 from .http2.connection import DecodeContext, H2Observer
 from .model import ConnectionRecord, StreamRecord, Violation
 from .pipeline import CaptureInfo, ProgressFn, run_capture
+from .results import Collector, MemorySink, Sink
 from .tcp.reassembly import DEFAULT_OOO_CAP
 
 
@@ -40,25 +41,46 @@ class Analysis:
         return None
 
 
+@dataclass
+class Run:
+    """What a streamed run leaves besides what went to its sink."""
+
+    capture: CaptureInfo
+    frames: int
+    ctx: DecodeContext
+
+
+def run(path: str, sink: Sink, options: Optional[Options] = None, *, rules: bool = True,
+        on_frame: Optional[Callable[[dict], None]] = None, progress: Optional[ProgressFn] = None) -> Run:
+    """Stream a capture through the pipeline; streams, connections and findings go to `sink`
+    as each becomes final, so memory follows what is open, not the capture's size."""
+    options = options or Options()
+    collector = Collector(options, sink, rules=rules)
+    ctx = DecodeContext(collector, decode_as=options.decode_as, on_frame=on_frame,
+                        keep_frames=options.keep_frames)
+    info = run_capture(path, lambda tcp: H2Observer(tcp, ctx), ooo_cap=options.ooo_cap, progress=progress)
+    collector.finish()
+    return Run(capture=info, frames=ctx.total_frames, ctx=ctx)
+
+
+def _analysis(path: str, options: Optional[Options], rules: bool, on_frame, progress) -> Analysis:
+    options = options or Options()
+    sink = MemorySink()
+    r = run(path, sink, options, rules=rules, on_frame=on_frame, progress=progress)
+    sink.sorted()
+    return Analysis(capture=r.capture, options=options, connections=sink.connections, streams=sink.streams,
+                    violations=sink.violations, frames=r.frames, findings=sink.findings,
+                    frames_by_stream=r.ctx.frames_by_stream, conn_frames=r.ctx.conn_frames)
+
+
 def decode(path: str, options: Optional[Options] = None, *,
            on_frame: Optional[Callable[[dict], None]] = None,
            progress: Optional[ProgressFn] = None) -> Analysis:
-    """Capture → connections, streams and violations (no findings yet)."""
-    options = options or Options()
-    ctx = DecodeContext(decode_as=options.decode_as, on_frame=on_frame, keep_frames=options.keep_frames)
-    info = run_capture(path, lambda tcp: H2Observer(tcp, ctx), ooo_cap=options.ooo_cap, progress=progress)
-    ctx.connections.sort(key=lambda c: c.id)
-    ctx.streams.sort(key=lambda s: (s.conn, s.stream))
-    return Analysis(capture=info, options=options, connections=ctx.connections, streams=ctx.streams,
-                    violations=ctx.violations, frames=ctx.total_frames,
-                    frames_by_stream=ctx.frames_by_stream, conn_frames=ctx.conn_frames)
+    """Capture → connections, streams and violations, all in memory (no findings)."""
+    return _analysis(path, options, False, on_frame, progress)
 
 
 def analyze(path: str, options: Optional[Options] = None, *,
             progress: Optional[ProgressFn] = None) -> Analysis:
-    """Capture → model → findings."""
-    from .rules import run_rules
-
-    result = decode(path, options, progress=progress)
-    result.findings = run_rules(result)
-    return result
+    """Capture → model → findings, all in memory (the TUI, `check`, tests)."""
+    return _analysis(path, options, True, None, progress)

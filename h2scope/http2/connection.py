@@ -9,7 +9,7 @@ sent after a reset (the zombies this tool exists to find) arrive after it closed
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import Frame
@@ -35,23 +35,32 @@ from .lifecycle import State, data_event, end_event, header_event, rst_event, tr
 from .splitter import FrameSplitter
 
 PROBE_BYTES = 64 * 1024  # held back per connection while judging roles from HTTP/2 headers
-RECENT_CLOSED = 1024  # closed streams per connection kept for late frames
+RECENT_CLOSED = 1024  # closed streams per connection kept for late frames, then final
 MAX_RECORDED = 200  # per-connection evidence lists beyond which we only count
+MAX_VIOLATIONS = 10_000  # per connection; a hostile capture's further ones are counted
 TRACE_KEYS = ("traceparent", "tracestate", "grpc-trace-bin", "b3", "x-b3-traceid", "x-request-id",
               "x-cloud-trace-context", "user-agent")
+
+
+class ResultConsumer(Protocol):
+    """Where finished pieces of the model go, as soon as they are final."""
+
+    def stream_done(self, rec: StreamRecord, conn: ConnectionRecord) -> None: ...
+
+    def stream_reset(self, rec: StreamRecord, conn: ConnectionRecord) -> None: ...
+
+    def connection_done(self, conn: ConnectionRecord, violations: list[Violation], methods: dict) -> None: ...
 
 
 class DecodeContext:
     """What all connections of one capture share: options and where results go."""
 
-    def __init__(self, decode_as: tuple[int, ...] = (), on_frame: Optional[Callable[[dict], None]] = None,
-                 keep_frames: bool = False) -> None:
+    def __init__(self, results: ResultConsumer, decode_as: tuple[int, ...] = (),
+                 on_frame: Optional[Callable[[dict], None]] = None, keep_frames: bool = False) -> None:
+        self.results = results
         self.decode_as = set(decode_as)
         self.on_frame = on_frame
         self.keep_frames = keep_frames or on_frame is not None
-        self.connections: list[ConnectionRecord] = []
-        self.streams: list[StreamRecord] = []
-        self.violations: list[Violation] = []
         self.frames_by_stream: dict[tuple[int, int], list[dict]] = {}
         self.conn_frames: dict[int, list[dict]] = {}
         self.total_frames = 0
@@ -106,6 +115,11 @@ class H2Observer:
         self.streams_seen = 0
         self.flow_known = True
         self.tls_alpn: Optional[list[str]] = None
+        self.violations: list[Violation] = []
+        self.violations_dropped = 0
+        self._violation_sids: set[int] = set()
+        self._violation_methods: dict[int, Optional[str]] = {}
+        self.record: Optional[ConnectionRecord] = None
 
     # ---- StreamSink ------------------------------------------------------------------
 
@@ -438,7 +452,12 @@ class H2Observer:
         return None
 
     def _violation(self, packet: int, ts_ns: int, side: Optional[int], sid: Optional[int], what: str) -> None:
-        self.ctx.violations.append(Violation(self.conn_id, sid, packet, ts_ns, side, what))
+        if len(self.violations) >= MAX_VIOLATIONS:
+            self.violations_dropped += 1
+            return
+        self.violations.append(Violation(self.conn_id, sid, packet, ts_ns, side, what))
+        if sid:
+            self._violation_sids.add(sid)
 
     # ---- streams -------------------------------------------------------------------------
 
@@ -447,7 +466,6 @@ class H2Observer:
         ls = LiveStream(rec, self.initial_window[SERVER], self.initial_window[CLIENT])
         self.live[sid] = ls
         self.streams_seen += 1
-        self.ctx.streams.append(rec)
         return ls
 
     def _lookup(self, side: int, sid: int, ftype: int, packet: int, ts_ns: int):
@@ -516,8 +534,16 @@ class H2Observer:
                 st.end_ns, st.end_packet = ts_ns, packet
         del self.live[rec.stream]
         self.recent[rec.stream] = rec
+        if reason == "reset":
+            self.ctx.results.stream_reset(rec, self._conn_view())
         if len(self.recent) > RECENT_CLOSED:
-            self.recent.popitem(last=False)
+            self._finalize(self.recent.popitem(last=False)[1])
+
+    def _finalize(self, rec: StreamRecord) -> None:
+        """No more late frames will be attributed to `rec`: its record is final."""
+        if rec.stream in self._violation_sids:
+            self._violation_methods[rec.stream] = rec.method
+        self.ctx.results.stream_done(rec, self._conn_view())
 
     def _late(self, rec: StreamRecord, side: int, ftype: int, length: int, packet: int, ts_ns: int) -> None:
         if len(rec.late) < MAX_LATE_FRAMES:
@@ -880,6 +906,7 @@ class H2Observer:
             reason, end_packet, end_ns = "capture-ended", tcp.last_packet, tcp.end_ns
         else:
             reason, end_packet, end_ns = "connection-closed", tcp.close_packet, tcp.end_ns
+        record = self._conn_view(final=True)  # before streams close: their rules read how it ended
         for ls in list(self.live.values()):
             if ls.rec.goaway_packet is not None and reason == "connection-closed":
                 r = "goaway"
@@ -896,27 +923,50 @@ class H2Observer:
             if self.hpack[side].partial and self.hpack[side]._table.unknown_refs:
                 self.notes.append(f"{DIR_NAMES[side]}: {self.hpack[side]._table.unknown_refs} header fields "
                                   "referenced HPACK state not in the capture (shown as unknown)")
-        rtt_ns, rtt_source = tcp.rtt_ns, "tcp-handshake" if tcp.rtt_ns is not None else None
-        if rtt_ns is None and self.ping_rtt_ns is not None:
-            rtt_ns, rtt_source = self.ping_rtt_ns, "http2-ping"
-        c, s = tcp.direction(CLIENT), tcp.direction(SERVER)
-        record = ConnectionRecord(
-            id=tcp.id, client=tcp.client, server=tcp.server, server_port=tcp.server_port,
-            role_source=tcp.role_source, start_ns=tcp.start_ns, end_ns=tcp.end_ns,
-            first_packet=tcp.first_packet, last_packet=tcp.last_packet, close=tcp.close,
-            close_by=tcp.close_by, close_packet=tcp.close_packet, rtt_ns=rtt_ns, rtt_source=rtt_source,
-            protocol=self.protocol, packets=[c.packets, s.packets], bytes=[c.delivered, s.delivered],
-            retransmissions=[c.retransmissions, s.retransmissions], gaps=[c.gap_count, s.gap_count],
-            gap_bytes=[c.gap_bytes, s.gap_bytes], conflicts=[c.conflicts, s.conflicts],
-            streams=self.streams_seen, goaways=self.goaways, settings=self.settings, stalls=self.stalls,
-            notes=self.notes, hpack_blocks=self.hpack[0].blocks + self.hpack[1].blocks,
-            hpack_memo_hits=self.hpack[0].memo_hits + self.hpack[1].memo_hits,
-        )
-        record.after_goaway = self.after_goaway
-        record.tls_alpn = self.tls_alpn
-        self.ctx.connections.append(record)
+        for rec in self.recent.values():
+            self._finalize(rec)
+        if self.violations_dropped:
+            record.notes.append(f"{self.violations_dropped} more protocol violations were counted, not listed")
+        self.ctx.results.connection_done(record, self.violations, self._violation_methods)
         self.live.clear()
         self.recent.clear()
+
+    def _conn_view(self, final: bool = False) -> ConnectionRecord:
+        """The connection's record: built once, its RTT kept current while streams finish
+        (the rules read it), and the rest filled in when the connection ends."""
+        tcp = self.tcp
+        rec = self.record
+        if rec is None:
+            rec = self.record = ConnectionRecord(
+                id=tcp.id, client=tcp.client, server=tcp.server, server_port=tcp.server_port,
+                role_source=tcp.role_source, start_ns=tcp.start_ns, end_ns=tcp.end_ns,
+                first_packet=tcp.first_packet, last_packet=tcp.last_packet, close=tcp.close,
+                close_by=tcp.close_by, close_packet=tcp.close_packet, rtt_ns=None, rtt_source=None,
+                protocol=self.protocol, packets=[0, 0], bytes=[0, 0], retransmissions=[0, 0], gaps=[0, 0],
+                gap_bytes=[0, 0], conflicts=[0, 0])
+        if rec.rtt_source != "tcp-handshake":
+            if tcp.rtt_ns is not None:
+                rec.rtt_ns, rec.rtt_source = tcp.rtt_ns, "tcp-handshake"
+            elif self.ping_rtt_ns is not None:
+                rec.rtt_ns, rec.rtt_source = self.ping_rtt_ns, "http2-ping"
+        if not final:
+            return rec
+        c, s = tcp.direction(CLIENT), tcp.direction(SERVER)
+        rec.client, rec.server, rec.server_port = tcp.client, tcp.server, tcp.server_port
+        rec.role_source, rec.start_ns, rec.end_ns = tcp.role_source, tcp.start_ns, tcp.end_ns
+        rec.first_packet, rec.last_packet = tcp.first_packet, tcp.last_packet
+        rec.close, rec.close_by, rec.close_packet = tcp.close, tcp.close_by, tcp.close_packet
+        rec.protocol = self.protocol
+        rec.packets, rec.bytes = [c.packets, s.packets], [c.delivered, s.delivered]
+        rec.retransmissions, rec.gaps = [c.retransmissions, s.retransmissions], [c.gap_count, s.gap_count]
+        rec.gap_bytes, rec.conflicts = [c.gap_bytes, s.gap_bytes], [c.conflicts, s.conflicts]
+        rec.streams, rec.goaways, rec.settings, rec.stalls = self.streams_seen, self.goaways, self.settings, self.stalls
+        rec.notes = self.notes
+        rec.hpack_blocks = self.hpack[0].blocks + self.hpack[1].blocks
+        rec.hpack_memo_hits = self.hpack[0].memo_hits + self.hpack[1].memo_hits
+        rec.after_goaway = self.after_goaway
+        rec.tls_alpn = self.tls_alpn
+        return rec
 
 
 _SETTING_NAMES = {

@@ -1,10 +1,16 @@
 """cancel-storm: many streams reset within a short window, on one connection or from one
 client host across its connections. Thresholds: Options.storm_count resets within
-Options.storm_window_s (defaults 10 in 1 s; --storm-count, --storm-window)."""
+Options.storm_window_s (defaults 10 in 1 s; --storm-count, --storm-window).
+
+Resets are fed as the streams they end close, in packet order, and a run is reported when
+it ends, so memory holds at most `count` pending resets per open connection and per
+active client host, whatever the capture's size.
+"""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter, deque
+from typing import Callable, Optional
 
 from ..findings import Finding
 from ..http2.constants import error_name
@@ -12,76 +18,153 @@ from ..model import SIDE_NAMES
 from .common import MAX_EVIDENCE, ms, where
 
 KIND = "cancel-storm"
+MAX_STREAMS_LISTED = 100
 
 
-def _windows(resets: list, count: int, window_ns: int) -> list[list]:
-    """Maximal runs in which at least `count` resets fall within `window_ns` of each other."""
-    resets.sort(key=lambda r: r[0])
-    runs = []
-    i = 0
-    n = len(resets)
-    while i < n:
-        j = i
-        while j + 1 < n and resets[j + 1][0] - resets[i][0] <= window_ns:
-            j += 1
-        if j - i + 1 >= count:
-            # extend the run while the next reset is still within a window of the last one
-            while j + 1 < n and resets[j + 1][0] - resets[j][0] <= window_ns:
-                j += 1
-            runs.append(resets[i:j + 1])
-            i = j + 1
-        else:
-            i += 1
-    return runs
+class Run:
+    """A storm in progress: counts and the first few pieces of evidence, never every reset."""
+
+    __slots__ = ("first_ns", "last_ns", "n", "packets", "streams", "by", "codes", "conns")
+
+    def __init__(self) -> None:
+        self.first_ns = 0
+        self.last_ns = 0
+        self.n = 0
+        self.packets: list[int] = []
+        self.streams: list[int] = []
+        self.by: Counter = Counter()
+        self.codes: Counter = Counter()
+        self.conns: set[int] = set()
+
+    def add(self, r: tuple) -> None:
+        ts, packet, stream, by, code, conn = r
+        if not self.n:
+            self.first_ns = ts
+        self.last_ns = ts
+        self.n += 1
+        if len(self.packets) < MAX_EVIDENCE:
+            self.packets.append(packet)
+        if len(self.streams) < MAX_STREAMS_LISTED:
+            self.streams.append(stream)
+        self.by[SIDE_NAMES[by]] += 1
+        self.codes[error_name(code)] += 1
+        self.conns.add(conn)
+
+    def describe(self) -> tuple[str, str]:
+        return (", ".join(f"{n} by the {who}" for who, n in self.by.most_common()),
+                ", ".join(f"{code} {n}" for code, n in self.codes.most_common()))
 
 
-def _describe(run: list) -> tuple[str, str]:
-    by = Counter(SIDE_NAMES[r[3]] for r in run)
-    codes = Counter(error_name(r[4]) for r in run)
-    return (", ".join(f"{n} by the {who}" for who, n in by.most_common()),
-            ", ".join(f"{code} {n}" for code, n in codes.most_common()))
+class StormDetector:
+    """Maximal runs in which at least `count` resets fall within `window_ns` of the first,
+    extended while each next reset is within a window of the one before: the batch rule
+    (start at the oldest reset; if its window holds `count`, take the window and extend it;
+    else move on by one), computed one reset at a time."""
+
+    def __init__(self, count: int, window_ns: int, emit: Callable[[Run], None]) -> None:
+        self.count = max(1, count)
+        self.window_ns = window_ns
+        self.emit = emit
+        self.pending: deque = deque()  # resets whose window is still open; fewer than `count`
+        self.run: Optional[Run] = None
+        self.last_ns: Optional[int] = None
+
+    def add(self, r: tuple) -> None:
+        ts = r[0]
+        self.last_ns = ts
+        run = self.run
+        if run is not None:
+            if ts - run.last_ns <= self.window_ns:
+                run.add(r)
+                return
+            self.emit(run)
+            self.run = None
+        pending = self.pending
+        pending.append(r)
+        while ts - pending[0][0] > self.window_ns:
+            pending.popleft()  # its window closed with fewer than `count` resets
+        if len(pending) >= self.count:
+            run = self.run = Run()
+            for p in pending:
+                run.add(p)
+            pending.clear()
+
+    def flush(self) -> None:
+        if self.run is not None:
+            self.emit(self.run)
+            self.run = None
+        self.pending.clear()
 
 
-def check(analysis) -> list[Finding]:
-    opts = analysis.options
-    window_ns = int(opts.storm_window_s * 1e9)
-    conns = {c.id: c for c in analysis.connections}
-    per_conn: dict[int, list] = defaultdict(list)
-    for rec in analysis.streams:
-        if rec.rst_by is not None and rec.rst_ns is not None and rec.end_reason == "reset":
-            per_conn[rec.conn].append((rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code, rec.conn))
-    out = []
-    for cid, resets in sorted(per_conn.items()):
-        for run in _windows(resets, opts.storm_count, window_ns):
-            span = run[-1][0] - run[0][0]
-            who, codes = _describe(run)
-            conn = conns.get(cid)
-            out.append(Finding(
-                kind=KIND, severity="warning", conn=cid, stream=None, ts_ns=run[0][0],
-                summary=(f"{where(conn)}: {len(run)} streams reset within {ms(span)} ({who}; {codes}): "
-                         "look for a client-side timeout, a retry loop or a load balancer dropping calls."),
-                packets=[r[1] for r in run[:MAX_EVIDENCE]],
-                details={"resets": len(run), "window": span / 1e9, "streams": [r[2] for r in run][:100],
-                         "scope": "connection"},
-            ))
-    # The same over each client host, when its storm spans several connections.
-    per_host: dict[str, list] = defaultdict(list)
-    for cid, resets in per_conn.items():
-        conn = conns.get(cid)
-        if conn is not None:
-            per_host[conn.client.rsplit(":", 1)[0]].extend(resets)
-    for host, resets in sorted(per_host.items()):
-        for run in _windows(list(resets), opts.storm_count, window_ns):
-            if len({r[5] for r in run}) < 2:
-                continue
-            span = run[-1][0] - run[0][0]
-            who, codes = _describe(run)
-            out.append(Finding(
-                kind=KIND, severity="warning", conn=None, stream=None, ts_ns=run[0][0],
-                summary=(f"client {host}: {len(run)} streams reset within {ms(span)} across "
-                         f"{len({r[5] for r in run})} connections ({who}; {codes})."),
-                packets=[r[1] for r in run[:MAX_EVIDENCE]],
-                details={"resets": len(run), "window": span / 1e9, "client_host": host,
-                         "connections": sorted({r[5] for r in run}), "scope": "host"},
-            ))
-    return out
+class CancelStorm:
+    """The rule: one detector per open connection and one per client host."""
+
+    def __init__(self, options, emit: Callable[[Finding], None]) -> None:
+        self.count = options.storm_count
+        self.window_ns = int(options.storm_window_s * 1e9)
+        self.emit = emit
+        self.per_conn: dict[int, StormDetector] = {}
+        self.per_host: dict[str, StormDetector] = {}
+        self._fed = 0
+
+    def reset(self, rec, conn) -> None:
+        """A stream that a RST_STREAM ended, at the moment it closed."""
+        r = (rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code, rec.conn)
+        det = self.per_conn.get(rec.conn)
+        if det is None:
+            det = self.per_conn[rec.conn] = StormDetector(
+                self.count, self.window_ns, lambda run, c=conn: self._conn_storm(c, run))
+        det.add(r)
+        host = conn.client.rsplit(":", 1)[0]
+        hdet = self.per_host.get(host)
+        if hdet is None:
+            hdet = self.per_host[host] = StormDetector(
+                self.count, self.window_ns, lambda run, h=host: self._host_storm(h, run))
+        hdet.add(r)
+        self._fed += 1
+        if not self._fed & 0x3FF:
+            self._sweep_hosts(r[0])
+
+    def connection_done(self, conn) -> None:
+        det = self.per_conn.pop(conn.id, None)
+        if det is not None:
+            det.flush()
+
+    def finish(self) -> None:
+        for det in self.per_conn.values():
+            det.flush()
+        self.per_conn.clear()
+        for host in sorted(self.per_host):
+            self.per_host[host].flush()
+        self.per_host.clear()
+
+    def _sweep_hosts(self, now_ns: int) -> None:
+        """Hosts quiet for longer than a window can extend nothing: report and forget them."""
+        for host in [h for h, d in self.per_host.items()
+                     if d.last_ns is not None and now_ns - d.last_ns > self.window_ns]:
+            self.per_host.pop(host).flush()
+
+    def _conn_storm(self, conn, run: Run) -> None:
+        who, codes = run.describe()
+        span = run.last_ns - run.first_ns
+        self.emit(Finding(
+            kind=KIND, severity="warning", conn=conn.id, stream=None, ts_ns=run.first_ns,
+            summary=(f"{where(conn)}: {run.n} streams reset within {ms(span)} ({who}; {codes}): "
+                     "look for a client-side timeout, a retry loop or a load balancer dropping calls."),
+            packets=run.packets,
+            details={"resets": run.n, "window": span / 1e9, "streams": run.streams, "scope": "connection"},
+        ))
+
+    def _host_storm(self, host: str, run: Run) -> None:
+        if len(run.conns) < 2:
+            return  # one connection's storm, reported as such
+        who, codes = run.describe()
+        span = run.last_ns - run.first_ns
+        self.emit(Finding(
+            kind=KIND, severity="warning", conn=None, stream=None, ts_ns=run.first_ns,
+            summary=(f"client {host}: {run.n} streams reset within {ms(span)} across "
+                     f"{len(run.conns)} connections ({who}; {codes})."),
+            packets=run.packets,
+            details={"resets": run.n, "window": span / 1e9, "client_host": host,
+                     "connections": sorted(run.conns), "scope": "host"},
+        ))

@@ -17,63 +17,60 @@ KIND = "data-after-rst"
 _PAYLOAD_TYPES = (DATA, HEADERS, CONTINUATION)
 
 
-def check(analysis) -> list[Finding]:
-    out = []
-    conns = {c.id: c for c in analysis.connections}
-    for rec in analysis.streams:
-        if rec.rst_by is None or not rec.late:
-            continue
-        conn = conns.get(rec.conn)
-        grace = grace_ns(conn, analysis.options.grace_s)
-        # When did each side send its first RST_STREAM on this stream?
-        rst_at = [None, None]
-        rst_pkt = [None, None]
-        rst_code = [None, None]
-        rst_at[rec.rst_by], rst_pkt[rec.rst_by], rst_code[rec.rst_by] = rec.rst_ns, rec.rst_packet, rec.rst_code
+def check_stream(rec, conn, options) -> list[Finding]:
+    out: list[Finding] = []
+    if rec.rst_by is None or not rec.late:
+        return out
+    grace = grace_ns(conn, options.grace_s)
+    # When did each side send its first RST_STREAM on this stream?
+    rst_at = [None, None]
+    rst_pkt = [None, None]
+    rst_code = [None, None]
+    rst_at[rec.rst_by], rst_pkt[rec.rst_by], rst_code[rec.rst_by] = rec.rst_ns, rec.rst_packet, rec.rst_code
+    for lf in rec.late:
+        if lf.type == RST_STREAM and rst_at[lf.side] is None:
+            rst_at[lf.side], rst_pkt[lf.side] = lf.ts_ns, lf.packet
+    for side in (0, 1):
+        peer = 1 - side
+        own = rst_at[side]
+        frames = []
         for lf in rec.late:
-            if lf.type == RST_STREAM and rst_at[lf.side] is None:
-                rst_at[lf.side], rst_pkt[lf.side] = lf.ts_ns, lf.packet
-        for side in (0, 1):
-            peer = 1 - side
-            own = rst_at[side]
-            frames = []
-            for lf in rec.late:
-                if lf.side != side or lf.type not in _PAYLOAD_TYPES:
-                    continue
-                if own is not None and lf.ts_ns > own:
-                    frames.append((lf, "own"))
-                elif rst_at[peer] is not None and lf.ts_ns > rst_at[peer] + grace:
-                    frames.append((lf, "peer"))
-            if not frames:
+            if lf.side != side or lf.type not in _PAYLOAD_TYPES:
                 continue
-            after_own = frames[0][1] == "own"
-            ref_ns = own if after_own else rst_at[peer]
-            ref_pkt = rst_pkt[side] if after_own else rst_pkt[peer]
-            reset_by = side if after_own else peer
-            code = error_name(rst_code[reset_by]) if rst_code[reset_by] is not None else "?"
-            nbytes = sum(lf.length for lf, _ in frames if lf.type == DATA)
-            ndata = sum(1 for lf, _ in frames if lf.type == DATA)
-            window = frames[-1][0].ts_ns - ref_ns
-            sender = SIDE_NAMES[side]
-            kinds = f"{plural(ndata, 'DATA frame')} ({size(nbytes)})" if ndata == len(frames) else \
-                f"{plural(len(frames), 'frame')} ({ndata} DATA, {size(nbytes)})"
-            if after_own:
-                summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} for "
-                           f"{ms(window)} after its own RST_STREAM({code}) at packet {ref_pkt}: an endpoint "
-                           f"must not send on a stream it reset.")
-            else:
-                summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} for "
-                           f"{ms(window)} after the {SIDE_NAMES[peer]}'s RST_STREAM({code}) at packet {ref_pkt}"
-                           f" (beyond the {ms(grace)} grace): it kept working on a cancelled call.")
-            evidence = [ref_pkt] + [lf.packet for lf, _ in frames][:MAX_EVIDENCE]
-            in_grace = sum(1 for lf in rec.late if lf.side == side and lf.type in _PAYLOAD_TYPES
-                           and rst_at[peer] is not None and rst_at[peer] < lf.ts_ns <= rst_at[peer] + grace)
-            out.append(Finding(
-                kind=KIND, severity="error", conn=rec.conn, stream=rec.stream, ts_ns=frames[0][0].ts_ns,
-                summary=summary, packets=sorted(set(p for p in evidence if p is not None)), method=rec.method,
-                details={"by": sender, "after": "own-rst" if after_own else "peer-rst", "rst_packet": ref_pkt,
-                         "rst_code": code, "frames": len(frames), "data_frames": ndata, "bytes": nbytes,
-                         "zombie_window": window / 1e9, "grace": grace / 1e9, "frames_in_grace": in_grace,
-                         "frames_not_listed": rec.late_dropped},
-            ))
+            if own is not None and lf.ts_ns > own:
+                frames.append((lf, "own"))
+            elif rst_at[peer] is not None and lf.ts_ns > rst_at[peer] + grace:
+                frames.append((lf, "peer"))
+        if not frames:
+            continue
+        after_own = frames[0][1] == "own"
+        ref_ns = own if after_own else rst_at[peer]
+        ref_pkt = rst_pkt[side] if after_own else rst_pkt[peer]
+        reset_by = side if after_own else peer
+        code = error_name(rst_code[reset_by]) if rst_code[reset_by] is not None else "?"
+        nbytes = sum(lf.length for lf, _ in frames if lf.type == DATA)
+        ndata = sum(1 for lf, _ in frames if lf.type == DATA)
+        window = frames[-1][0].ts_ns - ref_ns
+        sender = SIDE_NAMES[side]
+        kinds = f"{plural(ndata, 'DATA frame')} ({size(nbytes)})" if ndata == len(frames) else \
+            f"{plural(len(frames), 'frame')} ({ndata} DATA, {size(nbytes)})"
+        if after_own:
+            summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} for "
+                       f"{ms(window)} after its own RST_STREAM({code}) at packet {ref_pkt}: an endpoint "
+                       f"must not send on a stream it reset.")
+        else:
+            summary = (f"{where(conn, rec.stream)}: the {sender} sent {kinds} for "
+                       f"{ms(window)} after the {SIDE_NAMES[peer]}'s RST_STREAM({code}) at packet {ref_pkt}"
+                       f" (beyond the {ms(grace)} grace): it kept working on a cancelled call.")
+        evidence = [ref_pkt] + [lf.packet for lf, _ in frames][:MAX_EVIDENCE]
+        in_grace = sum(1 for lf in rec.late if lf.side == side and lf.type in _PAYLOAD_TYPES
+                       and rst_at[peer] is not None and rst_at[peer] < lf.ts_ns <= rst_at[peer] + grace)
+        out.append(Finding(
+            kind=KIND, severity="error", conn=rec.conn, stream=rec.stream, ts_ns=frames[0][0].ts_ns,
+            summary=summary, packets=sorted(set(p for p in evidence if p is not None)), method=rec.method,
+            details={"by": sender, "after": "own-rst" if after_own else "peer-rst", "rst_packet": ref_pkt,
+                     "rst_code": code, "frames": len(frames), "data_frames": ndata, "bytes": nbytes,
+                     "zombie_window": window / 1e9, "grace": grace / 1e9, "frames_in_grace": in_grace,
+                     "frames_not_listed": rec.late_dropped},
+        ))
     return out

@@ -4,8 +4,6 @@ the capture saw the request's HEADERS plus that timeout."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from ..findings import Finding
 from ..grpc.status import DEADLINE_EXCEEDED, status_name
 from ..http2.constants import HEADERS, error_name
@@ -47,96 +45,107 @@ def _ender(rec, conn) -> tuple[str, str, list[int]]:
             [rec.end_packet])
 
 
-def deadline_exceeded(analysis) -> list[Finding]:
-    out = []
-    conns = {c.id: c for c in analysis.connections}
-    for rec in analysis.streams:
-        if rec.deadline_ns is None or rec.end_ns is None:
-            continue
-        conn = conns.get(rec.conn)
-        grace = grace_ns(conn, analysis.options.grace_s)
-        overrun = rec.end_ns - rec.deadline_ns
-        at_deadline_cancel = rec.rst_by == 0 and abs(rec.rst_ns - rec.deadline_ns) <= grace
-        if not (overrun > 0 or rec.grpc_status == DEADLINE_EXCEEDED or at_deadline_cancel):
-            continue
-        who, phrase, evidence = _ender(rec, conn)
-        if rec.end_reason == "capture-ended":
-            overrun = (conn.end_ns if conn else rec.end_ns) - rec.deadline_ns
-        budget = f"{ms(rec.timeout_ns)} deadline (grpc-timeout {rec.grpc_timeout})"
-        timing = f"ran {ms(overrun)} past its {budget}" if overrun > 0 else f"hit its {budget}"
-        summary = f"{call(conn, rec)} {timing}; {phrase}."
-        stalled = sum(((st.end_ns or rec.end_ns) - st.start_ns) for st in rec.stalls)
-        if stalled:
-            who = sorted({("client", "server")[st.side] for st in rec.stalls})
-            summary += (f" The {' and '.join(who)} waited {ms(stalled)} on an exhausted flow-control window "
-                        f"(from packet {rec.stalls[0].start_packet}).")
-        out.append(Finding(
-            kind="deadline-exceeded", severity="error", conn=rec.conn, stream=rec.stream, ts_ns=rec.deadline_ns,
-            summary=summary, packets=sorted({rec.start_packet, *[p for p in evidence if p]}), method=rec.method,
-            details={"timeout": rec.timeout_ns / 1e9, "deadline": rec.deadline_ns / 1e9,
-                     "overrun": overrun / 1e9, "ended_by": who,
-                     "grpc_status": rec.grpc_status},
-        ))
-    return out
+def deadline_exceeded(rec, conn, options) -> list[Finding]:
+    if rec.deadline_ns is None or rec.end_ns is None:
+        return []
+    grace = grace_ns(conn, options.grace_s)
+    overrun = rec.end_ns - rec.deadline_ns
+    at_deadline_cancel = rec.rst_by == 0 and abs(rec.rst_ns - rec.deadline_ns) <= grace
+    if not (overrun > 0 or rec.grpc_status == DEADLINE_EXCEEDED or at_deadline_cancel):
+        return []
+    who, phrase, evidence = _ender(rec, conn)
+    if rec.end_reason == "capture-ended":
+        overrun = (conn.end_ns if conn else rec.end_ns) - rec.deadline_ns
+    budget = f"{ms(rec.timeout_ns)} deadline (grpc-timeout {rec.grpc_timeout})"
+    timing = f"ran {ms(overrun)} past its {budget}" if overrun > 0 else f"hit its {budget}"
+    summary = f"{call(conn, rec)} {timing}; {phrase}."
+    stalled = sum(((st.end_ns or rec.end_ns) - st.start_ns) for st in rec.stalls)
+    if stalled:
+        sides = sorted({("client", "server")[st.side] for st in rec.stalls})
+        summary += (f" The {' and '.join(sides)} waited {ms(stalled)} on an exhausted flow-control window "
+                    f"(from packet {rec.stalls[0].start_packet}).")
+    return [Finding(
+        kind="deadline-exceeded", severity="error", conn=rec.conn, stream=rec.stream, ts_ns=rec.deadline_ns,
+        summary=summary, packets=sorted({rec.start_packet, *[p for p in evidence if p]}), method=rec.method,
+        details={"timeout": rec.timeout_ns / 1e9, "deadline": rec.deadline_ns / 1e9,
+                 "overrun": overrun / 1e9, "ended_by": who,
+                 "grpc_status": rec.grpc_status},
+    )]
 
 
-def work_after_deadline(analysis) -> list[Finding]:
-    out = []
-    conns = {c.id: c for c in analysis.connections}
-    for rec in analysis.streams:
-        if not rec.after_deadline:
-            continue
-        conn = conns.get(rec.conn)
-        # The same grace as for resets: the server's view of the deadline starts when the request
-        # reached it, so DATA seen just past the deadline was often sent in time (the well-behaved
-        # twin in captures/grpcio_vs_h2 shows one such frame 1.4 ms late).
-        grace = grace_ns(conn, analysis.options.grace_s)
-        frames = [f for f in rec.after_deadline if f[0] > rec.deadline_ns + grace]
-        if not frames:
-            continue
-        nbytes = sum(f[2] for f in frames)
-        span = frames[-1][0] - rec.deadline_ns
-        summary = (f"{call(conn, rec)}: the server sent {plural(len(frames), 'DATA frame')} "
-                   f"({size(nbytes)}) up to {ms(span)} after its {ms(rec.timeout_ns)} deadline had passed: work the "
-                   "client could no longer use.")
-        out.append(Finding(
-            kind="work-after-deadline", severity="warning", conn=rec.conn, stream=rec.stream, ts_ns=frames[0][0],
-            summary=summary, packets=[rec.start_packet] + [f[1] for f in frames[:MAX_EVIDENCE]], method=rec.method,
-            details={"frames": len(frames), "frames_not_listed": rec.after_deadline_dropped, "bytes": nbytes,
-                     "duration": span / 1e9, "deadline": rec.deadline_ns / 1e9, "grace": grace / 1e9},
-        ))
-    return out
+def work_after_deadline(rec, conn, options) -> list[Finding]:
+    if not rec.after_deadline:
+        return []
+    # The same grace as for resets: the server's view of the deadline starts when the request
+    # reached it, so DATA seen just past the deadline was often sent in time (the well-behaved
+    # twin in captures/grpcio_vs_h2 shows one such frame 1.4 ms late).
+    grace = grace_ns(conn, options.grace_s)
+    frames = [f for f in rec.after_deadline if f[0] > rec.deadline_ns + grace]
+    if not frames:
+        return []
+    nbytes = sum(f[2] for f in frames)
+    span = frames[-1][0] - rec.deadline_ns
+    summary = (f"{call(conn, rec)}: the server sent {plural(len(frames), 'DATA frame')} "
+               f"({size(nbytes)}) up to {ms(span)} after its {ms(rec.timeout_ns)} deadline had passed: work the "
+               "client could no longer use.")
+    return [Finding(
+        kind="work-after-deadline", severity="warning", conn=rec.conn, stream=rec.stream, ts_ns=frames[0][0],
+        summary=summary, packets=[rec.start_packet] + [f[1] for f in frames[:MAX_EVIDENCE]], method=rec.method,
+        details={"frames": len(frames), "frames_not_listed": rec.after_deadline_dropped, "bytes": nbytes,
+                 "duration": span / 1e9, "deadline": rec.deadline_ns / 1e9, "grace": grace / 1e9},
+    )]
 
 
-def deadline_missing(analysis) -> list[Finding]:
-    by_method: dict[str, list] = defaultdict(list)
-    for rec in analysis.streams:
-        if rec.grpc and rec.grpc_timeout is None and not rec.headers_unknown and rec.request_headers is not None:
-            by_method[rec.method or "(no :path)"].append(rec)
-    out = []
-    for method, recs in sorted(by_method.items()):
-        first = recs[0]
-        summary = (f"{plural(len(recs), 'call')} to {method} carried no grpc-timeout: a stuck server holds them "
-                   "forever. Set a deadline on the client.")
-        out.append(Finding(
-            kind="deadline-missing", severity="info", conn=first.conn if len({r.conn for r in recs}) == 1 else None,
-            stream=None, ts_ns=first.start_ns, summary=summary,
-            packets=[r.start_packet for r in recs[:MAX_EVIDENCE]], method=method,
-            details={"calls": len(recs), "streams": [[r.conn, r.stream] for r in recs[:100]]},
-        ))
-    return out
+MAX_METHODS = 10_000  # distinct :paths tracked by name; a hostile capture's others are pooled
+OTHER_METHODS = "(other methods)"
 
 
-def invalid_timeout(analysis) -> list[Finding]:
-    out = []
-    conns = {c.id: c for c in analysis.connections}
-    for rec in analysis.streams:
-        if rec.grpc_timeout is None or rec.timeout_ns is not None:
-            continue
-        summary = (f"{call(conns.get(rec.conn), rec)}: grpc-timeout {rec.grpc_timeout!r} is "
-                   "not 1-8 digits followed by H, M, S, m, u or n; servers ignore it or fail the call.")
-        out.append(Finding(
-            kind="invalid-grpc-timeout", severity="warning", conn=rec.conn, stream=rec.stream, ts_ns=rec.start_ns,
-            summary=summary, packets=[rec.start_packet], method=rec.method, details={"value": rec.grpc_timeout},
-        ))
-    return out
+class DeadlineMissing:
+    """deadline-missing, one finding per method, accumulated as calls finish: a count, the
+    first calls' packets and streams, and whether they all shared one connection."""
+
+    def __init__(self) -> None:
+        self.by_method: dict[str, list] = {}  # method → [calls, first rec facts, conn or None, packets, streams]
+
+    def add(self, rec) -> None:
+        if not (rec.grpc and rec.grpc_timeout is None and not rec.headers_unknown
+                and rec.request_headers is not None):
+            return
+        method = rec.method or "(no :path)"
+        agg = self.by_method.get(method)
+        if agg is None:
+            if len(self.by_method) >= MAX_METHODS:
+                method = OTHER_METHODS
+                agg = self.by_method.get(method)
+            if agg is None:
+                agg = self.by_method[method] = [0, rec.start_ns, rec.conn, [], []]
+        agg[0] += 1
+        if agg[2] is not None and agg[2] != rec.conn:
+            agg[2] = None
+        if len(agg[3]) < MAX_EVIDENCE:
+            agg[3].append(rec.start_packet)
+        if len(agg[4]) < 100:
+            agg[4].append([rec.conn, rec.stream])
+
+    def findings(self) -> list[Finding]:
+        out = []
+        for method, (calls, start_ns, conn, packets, streams) in sorted(self.by_method.items()):
+            summary = (f"{plural(calls, 'call')} to {method} carried no grpc-timeout: a stuck server holds them "
+                       "forever. Set a deadline on the client.")
+            out.append(Finding(
+                kind="deadline-missing", severity="info", conn=conn, stream=None, ts_ns=start_ns,
+                summary=summary, packets=packets, method=method,
+                details={"calls": calls, "streams": streams},
+            ))
+        return out
+
+
+def invalid_timeout(rec, conn, options) -> list[Finding]:
+    if rec.grpc_timeout is None or rec.timeout_ns is not None:
+        return []
+    summary = (f"{call(conn, rec)}: grpc-timeout {rec.grpc_timeout!r} is "
+               "not 1-8 digits followed by H, M, S, m, u or n; servers ignore it or fail the call.")
+    return [Finding(
+        kind="invalid-grpc-timeout", severity="warning", conn=rec.conn, stream=rec.stream, ts_ns=rec.start_ns,
+        summary=summary, packets=[rec.start_packet], method=rec.method, details={"value": rec.grpc_timeout},
+    )]

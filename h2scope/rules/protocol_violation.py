@@ -10,12 +10,11 @@ from .common import MAX_EVIDENCE, where
 KIND = "protocol-violation"
 
 
-def check(analysis) -> list[Finding]:
-    conns = {c.id: c for c in analysis.connections}
+def check_connection(conn, violations: list, methods: dict) -> list[Finding]:
+    """`violations` are one connection's; `methods` maps its stream ids to :path."""
     groups: dict[tuple, list] = {}
-    for v in analysis.violations:
+    for v in violations:
         groups.setdefault((v.conn, v.stream, v.side, v.what), []).append(v)
-    methods = {(s.conn, s.stream): s.method for s in analysis.streams}
     out = []
     for (cid, sid, side, what), vs in groups.items():
         who = f"sent by the {SIDE_NAMES[side]}" if side is not None else ""
@@ -23,8 +22,8 @@ def check(analysis) -> list[Finding]:
         tail = ", ".join(t for t in (who, times) if t)
         out.append(Finding(
             kind=KIND, severity="error", conn=cid, stream=sid, ts_ns=vs[0].ts_ns,
-            summary=f"{where(conns.get(cid), sid)}: {what}" + (f"; {tail}." if tail else "."),
-            packets=sorted({v.packet for v in vs})[:MAX_EVIDENCE], method=methods.get((cid, sid)),
+            summary=f"{where(conn, sid)}: {what}" + (f"; {tail}." if tail else "."),
+            packets=sorted({v.packet for v in vs})[:MAX_EVIDENCE], method=methods.get(sid),
             details={"violation": what, "count": len(vs), "by": SIDE_NAMES[side] if side is not None else None},
         ))
     return out
