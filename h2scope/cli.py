@@ -156,36 +156,33 @@ class _Progress:
 
 
 def cmd_analyze(args) -> int:
-    from .analysis import analyze
-    from .report.json_report import write_json, write_jsonl
-    from .report.text import render
+    from .analysis import run
+    from .report.json_report import JsonReport
+    from .report.text import TextReport
+    from .results import Selection
 
+    selection = Selection.from_args(args.conn, args.method, args.min_severity)
+    if args.format == "text":
+        report = TextReport(selection)
+    else:
+        report = JsonReport(selection, headers=args.headers, indent=args.format == "json" and sys.stdout.isatty())
     progress = _Progress(args.capture, not args.no_progress)
     try:
-        result = analyze(args.capture, _options(args), progress=progress.callback)
+        result = run(args.capture, report, _options(args), progress=progress.callback)
     finally:
         progress.close()
-    min_rank = SEVERITY_RANK[args.min_severity]
-    streams = result.streams
-    connections = result.connections
-    findings = [f for f in result.findings if f.rank >= min_rank]
-    if args.conn is not None:
-        connections = [c for c in connections if c.id == args.conn]
-        streams = [s for s in streams if s.conn == args.conn]
-        findings = [f for f in findings if f.conn == args.conn]
-    if args.method is not None:
-        streams = [s for s in streams if s.method and args.method.search(s.method)]
-        findings = [f for f in findings if f.method and args.method.search(f.method)]
     if args.format == "json":
-        write_json(sys.stdout, result, findings, streams, connections, headers=args.headers)
+        cap = result.capture.to_json()
+        cap["frames"] = result.frames
+        report.write_json(sys.stdout, cap)
     elif args.format == "jsonl":
-        write_jsonl(sys.stdout, findings)
+        report.write_jsonl(sys.stdout)
     else:
-        render(_console(), result, findings, streams, connections)
+        report.render(_console(), result.capture, result.frames)
     for w in result.capture.warnings:
         if args.format != "text":
             print(f"h2scope: warning: {w}", file=sys.stderr)
-    if args.fail_on != "never" and any(f.rank >= SEVERITY_RANK[args.fail_on] for f in findings):
+    if args.fail_on != "never" and report.max_rank >= SEVERITY_RANK[args.fail_on]:
         return EXIT_FINDINGS
     return EXIT_OK
 

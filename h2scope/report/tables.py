@@ -1,11 +1,25 @@
-"""Tables of numbers computed with polars: the per-method summary."""
+"""Tables of numbers computed with polars: the per-method summary.
+
+`MethodStats` accumulates one method's calls as they finish (a few counters and the
+durations), so the terminal report needs no list of streams; `method_table` builds the
+same table from an in-memory analysis (the TUI).
+"""
 
 from __future__ import annotations
+
+from array import array
+from collections import Counter
+from typing import Optional
 
 import polars as pl
 
 from ..grpc.status import status_name
 from ..http2.constants import error_name
+
+MAX_METHODS = 10_000  # distinct :paths by name; a hostile capture's others are pooled
+OTHER_METHODS = "(other methods)"
+SCHEMA = {"method": pl.String, "calls": pl.UInt32, "statuses": pl.String, "with_deadline_pct": pl.Float64,
+          "p50_ms": pl.Float64, "p99_ms": pl.Float64, "deadline_exceeded": pl.UInt32, "zombie_bytes": pl.Int64}
 
 
 def _short_outcome(s) -> str:
@@ -19,47 +33,84 @@ def _short_outcome(s) -> str:
     return "none"
 
 
-def method_table(findings: list, streams: list) -> pl.DataFrame:
+class _Method:
+    __slots__ = ("calls", "durations", "statuses", "with_deadline", "exceeded", "zombie_bytes")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.durations = array("d")  # ms; 8 bytes a call is all the text report keeps per call
+        self.statuses: Counter = Counter()
+        self.with_deadline = 0
+        self.exceeded = 0
+        self.zombie_bytes = 0
+
+
+class MethodStats:
     """One row per :path: calls, statuses, deadline coverage, p50/p99 duration, overruns, zombies."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, _Method] = {}
+
+    def add(self, s, exceeded: bool, zombie_bytes: int) -> None:
+        if s.method is None:
+            return
+        m = self.methods.get(s.method)
+        if m is None:
+            name = s.method if len(self.methods) < MAX_METHODS else OTHER_METHODS
+            m = self.methods.get(name)
+            if m is None:
+                m = self.methods[name] = _Method()
+        m.calls += 1
+        if s.end_ns is not None:
+            m.durations.append((s.end_ns - s.start_ns) / 1e6)
+        m.statuses[_short_outcome(s)] += 1
+        if s.timeout_ns is not None:
+            m.with_deadline += 1
+        if exceeded:
+            m.exceeded += 1
+        m.zombie_bytes += zombie_bytes
+
+    def frame(self) -> pl.DataFrame:
+        if not self.methods:
+            return pl.DataFrame()
+        rows = []
+        for name, m in self.methods.items():
+            d = pl.Series(m.durations, dtype=pl.Float64)
+            statuses = sorted(m.statuses.items(), key=lambda kv: (-kv[1], kv[0]))
+            rows.append({
+                "method": name, "calls": m.calls,
+                "statuses": ", ".join(f"{st} {n}" for st, n in statuses),
+                "with_deadline_pct": m.with_deadline / m.calls * 100,
+                "p50_ms": _quantile(d, 0.5), "p99_ms": _quantile(d, 0.99),
+                "deadline_exceeded": m.exceeded, "zombie_bytes": m.zombie_bytes,
+            })
+        return pl.DataFrame(rows, schema=SCHEMA).sort(["calls", "method"], descending=[True, False])
+
+
+def _quantile(d: pl.Series, q: float) -> Optional[float]:
+    return d.quantile(q, "nearest") if len(d) else None
+
+
+def stream_flags(findings) -> tuple[bool, int]:
+    """(ran past its deadline, zombie bytes) from one stream's findings."""
+    exceeded = False
+    zombie = 0
+    for f in findings:
+        if f.kind == "deadline-exceeded":
+            exceeded = True
+        elif f.kind == "data-after-rst":
+            zombie += f.details.get("bytes", 0)
+    return exceeded, zombie
+
+
+def method_table(findings: list, streams: list) -> pl.DataFrame:
+    """The table for an in-memory analysis."""
     exceeded = {(f.conn, f.stream) for f in findings if f.kind == "deadline-exceeded"}
     zombie: dict[tuple, int] = {}
     for f in findings:
         if f.kind == "data-after-rst":
             zombie[(f.conn, f.stream)] = zombie.get((f.conn, f.stream), 0) + f.details.get("bytes", 0)
-    rows = [
-        {
-            "method": s.method,
-            "duration_ms": (s.end_ns - s.start_ns) / 1e6 if s.end_ns is not None else None,
-            "status": _short_outcome(s),
-            "has_deadline": s.timeout_ns is not None,
-            "exceeded": (s.conn, s.stream) in exceeded,
-            "zombie_bytes": zombie.get((s.conn, s.stream), 0),
-        }
-        for s in streams if s.method is not None
-    ]
-    if not rows:
-        return pl.DataFrame()
-    df = pl.DataFrame(rows, schema={"method": pl.String, "duration_ms": pl.Float64, "status": pl.String,
-                                    "has_deadline": pl.Boolean, "exceeded": pl.Boolean,
-                                    "zombie_bytes": pl.Int64})
-    statuses = (
-        df.group_by("method", "status").len()
-        .sort(["method", "len", "status"], descending=[False, True, False])
-        .group_by("method", maintain_order=True)
-        .agg((pl.col("status") + " " + pl.col("len").cast(pl.String)).str.join(", ").alias("statuses"))
-    )
-    return (
-        df.group_by("method")
-        .agg(
-            pl.len().alias("calls"),
-            (pl.col("has_deadline").mean() * 100).alias("with_deadline_pct"),
-            pl.col("duration_ms").quantile(0.5, "nearest").alias("p50_ms"),
-            pl.col("duration_ms").quantile(0.99, "nearest").alias("p99_ms"),
-            pl.col("exceeded").sum().alias("deadline_exceeded"),
-            pl.col("zombie_bytes").sum().alias("zombie_bytes"),
-        )
-        .join(statuses, on="method", how="left")
-        .select("method", "calls", "statuses", "with_deadline_pct", "p50_ms", "p99_ms", "deadline_exceeded",
-                "zombie_bytes")
-        .sort(["calls", "method"], descending=[True, False])
-    )
+    stats = MethodStats()
+    for s in streams:
+        stats.add(s, (s.conn, s.stream) in exceeded, zombie.get((s.conn, s.stream), 0))
+    return stats.frame()
