@@ -1,0 +1,158 @@
+"""analyze streams: reports built as records become final must say exactly what the
+in-memory model says, and nothing may be held for the whole capture."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from contextlib import redirect_stdout
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import capture_files
+from h2scope import cli
+from h2scope.analysis import Options, analyze, run
+from h2scope.http2 import connection
+from h2scope.report import text as text_report
+from h2scope.report.json_report import JsonReport, analysis_json
+from h2scope.results import MemorySink, Selection
+from h2scope.rules.cancel_storm import StormDetector
+
+CAPTURES = capture_files()
+
+
+def _cli_json(*argv) -> dict:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert cli.main(["analyze", *argv, "--format", "json", "--fail-on", "never"]) == 0
+    return json.loads(out.getvalue())
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_streamed_json_equals_the_in_memory_model(path):
+    streamed = _cli_json(str(path))
+    a = analyze(str(path))
+    memory = json.loads(json.dumps(analysis_json(a, a.findings, a.streams, a.connections)))
+    assert streamed["capture"] == memory["capture"]
+    assert streamed["summary"] == memory["summary"]
+    assert sorted(streamed["connections"], key=lambda c: c["id"]) == memory["connections"]
+    assert sorted(streamed["streams"], key=lambda s: (s["conn"], s["stream"])) == memory["streams"]
+    # The same findings in the same order: worst first, by kind, then as concluded.
+    assert streamed["findings"] == memory["findings"]
+
+
+def _capture(directory: str, name: str) -> str:
+    return str(next(p for p in CAPTURES if p.name == name and p.parent.name == directory))
+
+
+def test_jsonl_is_the_json_findings_one_per_line():
+    path = _capture("h2peers", "protocol_violations.pcap")
+    doc = _cli_json(path)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        cli.main(["analyze", path, "--format", "jsonl", "--fail-on", "never"])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(doc["findings"]) >= 10
+    assert [json.loads(line) for line in lines] == doc["findings"]
+
+
+def test_filters_apply_while_streaming():
+    path = _capture("grpcio_vs_h2", "zombie_server.pcap")
+    full = _cli_json(path)
+    errors = _cli_json(path, "--min-severity", "error")
+    assert errors["findings"] == [f for f in full["findings"] if f["severity"] == "error"]
+    assert errors["summary"]["findings"]["warning"] == 0 < full["summary"]["findings"]["warning"]
+
+
+def test_text_report_caps_what_it_prints_and_counts_the_rest(monkeypatch):
+    path = _capture("h2peers", "protocol_violations.pcap")
+    doc = _cli_json(path)
+    kinds = {}
+    for f in doc["findings"]:
+        kinds[f["kind"]] = kinds.get(f["kind"], 0) + 1
+    kind, count = max(kinds.items(), key=lambda kv: kv[1])
+    assert count > 3
+    monkeypatch.setattr(text_report, "MAX_PER_KIND", 3)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        cli.main(["analyze", path, "--fail-on", "never"])
+    page = out.getvalue()
+    assert f"{kind} ({count})" in page
+    assert f"… and {count - 3} more {kind} findings" in page
+
+
+def test_closed_streams_leave_memory_after_the_linger(monkeypatch):
+    """A connection keeps at most RECENT_CLOSED closed streams; older ones go to the sink
+    while the connection is still open, and every stream still arrives exactly once."""
+    path = _capture("grpcio_vs_h2", "cancel_storm_100.pcap")
+    monkeypatch.setattr(connection, "RECENT_CLOSED", 8)
+    held = []  # (closed streams still held, finalized before the connection ended?)
+    ending = set()
+    finalize, finish = connection.H2Observer._finalize, connection.H2Observer._finish
+
+    def spy_finalize(self, rec):
+        held.append((len(self.recent), id(self) not in ending))
+        finalize(self, rec)
+
+    def spy_finish(self, ts_ns):
+        ending.add(id(self))
+        finish(self, ts_ns)
+
+    monkeypatch.setattr(connection.H2Observer, "_finalize", spy_finalize)
+    monkeypatch.setattr(connection.H2Observer, "_finish", spy_finish)
+    sink = MemorySink()
+    run(path, sink, Options())
+    streams = {(s.conn, s.stream) for s in sink.streams}
+    assert len(streams) == len(sink.streams) == len(analyze(path).streams) > 100
+    assert max(n for n, _ in held) <= 8
+    assert sum(1 for _, early in held if early) > 90  # released while their connection was open
+
+
+def _batch_windows(resets: list, count: int, window_ns: int) -> list[list]:
+    """The batch definition the streaming detector must equal (h2scope before 2026-11-23)."""
+    runs = []
+    i, n = 0, len(resets)
+    while i < n:
+        j = i
+        while j + 1 < n and resets[j + 1][0] - resets[i][0] <= window_ns:
+            j += 1
+        if j - i + 1 >= count:
+            while j + 1 < n and resets[j + 1][0] - resets[j][0] <= window_ns:
+                j += 1
+            runs.append(resets[i:j + 1])
+            i = j + 1
+        else:
+            i += 1
+    return runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=400), max_size=120), st.integers(2, 12), st.integers(1, 60))
+def test_storm_detector_equals_the_batch_rule(gaps, count, window):
+    t = 0
+    resets = []
+    for i, g in enumerate(gaps):
+        t += g
+        resets.append((t, i + 1, 2 * i + 1, i % 2, 8, i % 3))
+    got = []
+    det = StormDetector(count, window, got.append)
+    for r in resets:
+        det.add(r)
+    det.flush()
+    want = _batch_windows(resets, count, window)
+    assert [(r.n, r.first_ns, r.last_ns, r.packets) for r in got] == \
+        [(len(w), w[0][0], w[-1][0], [x[1] for x in w[:20]]) for w in want]
+
+
+def test_json_report_spills_items_instead_of_holding_them():
+    rep = JsonReport(Selection())
+    rng = random.Random(7)
+    for i in range(2000):
+        rep.streams.add({"conn": 0, "stream": 2 * i + 1, "pad": rng.random()})
+    assert rep.streams.file is not None and len(rep.streams._pending) < 256
+    out = io.StringIO()
+    rep.write_json(out, {"path": "x"})
+    doc = json.loads(out.getvalue())
+    assert [s["stream"] for s in doc["streams"]] == [2 * i + 1 for i in range(2000)]
