@@ -8,7 +8,7 @@ from typing import Callable, Optional
 from .http2.connection import DecodeContext, H2Observer
 from .model import ConnectionRecord, StreamRecord, Violation
 from .pipeline import CaptureInfo, ProgressFn, run_capture
-from .results import Collector, MemorySink, Sink
+from .results import Assembler, Emitter, MemorySink, Sink
 from .tcp.reassembly import DEFAULT_OOO_CAP
 
 
@@ -47,20 +47,33 @@ class Run:
 
     capture: CaptureInfo
     frames: int
-    ctx: DecodeContext
+    ctx: Optional[DecodeContext] = None
 
 
 def run(path: str, sink: Sink, options: Optional[Options] = None, *, rules: bool = True,
         on_frame: Optional[Callable[[dict], None]] = None, progress: Optional[ProgressFn] = None) -> Run:
-    """Stream a capture through the pipeline; streams, connections and findings go to `sink`
-    as each becomes final, so memory follows what is open, not the capture's size."""
+    """Stream a capture through the pipeline in this process; streams, connections and
+    findings go to `sink` as each becomes final, so memory follows what is open, not the
+    capture's size."""
     options = options or Options()
-    collector = Collector(options, sink, rules=rules)
-    ctx = DecodeContext(collector, decode_as=options.decode_as, on_frame=on_frame,
+    assembler = Assembler(options, sink, rules=rules)
+    emitter = Emitter(options, sink, lambda ev: assembler.handle(0, ev), rules=rules)
+    ctx = DecodeContext(emitter, decode_as=options.decode_as, on_frame=on_frame,
                         keep_frames=options.keep_frames)
-    info = run_capture(path, lambda tcp: H2Observer(tcp, ctx), ooo_cap=options.ooo_cap, progress=progress)
-    collector.finish()
+    info = decode_capture(path, ctx, options, progress=progress)
+    assembler.finish()
     return Run(capture=info, frames=ctx.total_frames, ctx=ctx)
+
+
+def decode_capture(path: str, ctx: DecodeContext, options: Options, *, progress: Optional[ProgressFn] = None,
+                   flows: Optional[tuple[int, int]] = None, tick=None) -> CaptureInfo:
+    """The decoding half of a run, shared with parallel workers."""
+
+    def at_end() -> None:
+        ctx.capture_ended = True
+
+    return run_capture(path, lambda tcp: H2Observer(tcp, ctx), ooo_cap=options.ooo_cap, progress=progress,
+                       at_end=at_end)
 
 
 def _analysis(path: str, options: Optional[Options], rules: bool, on_frame, progress) -> Analysis:

@@ -52,7 +52,8 @@ ProgressFn = Callable[[int], None]
 def run_capture(path: str, sink_factory: SinkFactory, *,
                 on_finished: Optional[Callable[[TcpConnection], None]] = None,
                 ooo_cap: int = DEFAULT_OOO_CAP,
-                progress: Optional[ProgressFn] = None) -> CaptureInfo:
+                progress: Optional[ProgressFn] = None,
+                at_end: Optional[Callable[[], None]] = None) -> CaptureInfo:
     """Stream one capture through link decoding and TCP reassembly into per-connection sinks.
 
     `progress`, when given, is called with the number of capture bytes read so far every
@@ -80,6 +81,8 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
             info.packets = reader.packets
             info.first_ns = reader.first_ts_ns
             info.last_ns = reader.last_ts_ns
+        if at_end is not None:
+            at_end()  # what is still open is flushed next, by connection rather than by packet
         tracker.finish()
         info.tcp_packets = tcp_packets
         info.link_types = sorted({LINKTYPE_NAMES.get(t, f"LINKTYPE_{t}") for t in reader.link_types})

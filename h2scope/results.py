@@ -1,53 +1,142 @@
 """Where the finished model goes: rules run on each piece as it becomes final, then a sink
 keeps or writes it.
 
-    H2Observer ──stream_done / stream_reset / connection_done──► Collector ──► RuleEngine
-                                                                     │              │ findings
-                                                                     └──────► sink ◄┘
+    H2Observer ─► Emitter ──events in capture order──► Assembler ─► RuleEngine ─► sink
+                 (stream rules,                        (global connection ids,
+                  the sink's stream encoding)           cross-connection rules)
 
-A sink is either `MemorySink` (every record kept: the TUI, `check`, tests) or a report
-writer that keeps only what it prints (report/json_report.py, report/text.py), so that
-`analyze` holds the open streams and connections, not the capture.
+The Emitter runs where streams are decoded; the Assembler where results meet. In one
+process the Emitter calls the Assembler directly; with --jobs each worker process has an
+Emitter and the parent merges their events by packet number (parallel.py), so both paths
+feed the Assembler the same events in the same order.
+
+A sink is `MemorySink` (every record kept: the TUI, `check`, tests) or a report writer that
+keeps only what it prints (report/json_report.py, report/text.py): `analyze` holds the open
+streams and connections, not the capture.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from .findings import SEVERITY_RANK, Finding
 from .model import ConnectionRecord, StreamRecord, Violation
-from .rules import KIND_INDEX, RuleEngine
+from .rules import KIND_INDEX, RuleEngine, stream_findings
+from .rules.cancel_storm import CancelStorm
+from .rules.deadlines import DeadlineMissing
 
 
 class Sink(Protocol):
-    def stream(self, rec: StreamRecord, conn: ConnectionRecord, findings: list[Finding]) -> None: ...
+    def encode_stream(self, rec: StreamRecord, findings: list[Finding]) -> Any:
+        """Where the stream was decoded: what add_stream needs, small and picklable (None: skip)."""
+
+    def add_stream(self, item: Any, conn: int) -> None:
+        """Where results meet, with the stream's connection id."""
 
     def connection(self, conn: ConnectionRecord, violations: list[Violation]) -> None: ...
 
     def finding(self, f: Finding) -> None: ...
 
 
-class Collector:
-    """The ResultConsumer that H2Observer feeds: runs the rules, forwards to the sink."""
+class ConnName(NamedTuple):
+    """What the cross-connection rules print of a connection."""
+
+    id: int
+    client: str
+    server: str
+
+
+# Events, each (kind, at, local connection id, ...). `at` is the packet being processed
+# when it happened, or None once the capture has ended and open connections are flushed.
+NEW, STREAM, RESET, CONN = "n", "s", "r", "c"
+
+
+class Emitter:
+    """The ResultConsumer H2Observer feeds, in the process that decodes."""
+
+    def __init__(self, options, sink: Sink, out: Callable[[tuple], None], rules: bool = True) -> None:
+        self.options = options
+        self.encode = sink.encode_stream
+        self.out = out
+        self.rules = rules
+        self._at = 0
+
+    def _clock(self, at: Optional[int]) -> Optional[int]:
+        # Events must leave in capture order for the merge; a replay of held-back bytes
+        # reports older packet numbers.
+        if at is None:
+            return None
+        if at < self._at:
+            return self._at
+        self._at = at
+        return at
+
+    def connection_new(self, conn_id: int, at: int) -> None:
+        self.out((NEW, self._clock(at), conn_id))
+
+    def stream_done(self, rec: StreamRecord, conn: ConnectionRecord, at: Optional[int]) -> None:
+        found = stream_findings(rec, conn, self.options) if self.rules else []
+        self.out((STREAM, self._clock(at), rec.conn, self.encode(rec, found), found,
+                  DeadlineMissing.fact(rec) if self.rules else None))
+
+    def stream_reset(self, rec: StreamRecord, conn: ConnectionRecord, at: Optional[int]) -> None:
+        if self.rules:
+            self.out((RESET, self._clock(at), rec.conn, CancelStorm.fact(rec), conn.client, conn.server))
+
+    def connection_done(self, conn: ConnectionRecord, violations: list[Violation], methods: dict,
+                        at: Optional[int]) -> None:
+        self.out((CONN, self._clock(at), conn.id, conn, violations, methods))
+
+
+class Assembler:
+    """Gives connections their capture-wide ids (Wireshark's tcp.stream: order of first
+    packet), runs the cross-connection rules and feeds the sink, one event at a time."""
 
     def __init__(self, options, sink: Sink, rules: bool = True) -> None:
         self.sink = sink
         self.engine = RuleEngine(options, sink.finding) if rules else None
+        self.ids: dict[tuple[int, int], int] = {}
+        self.names: dict[int, ConnName] = {}  # open connections that had a reset
+        self.next_id = 0
 
-    def stream_done(self, rec: StreamRecord, conn: ConnectionRecord) -> None:
-        found = self.engine.stream(rec, conn) if self.engine is not None else []
-        self.sink.stream(rec, conn, found)
+    def gid(self, worker: int, local: int) -> int:
+        return self.ids[(worker, local)]
 
-    def stream_reset(self, rec: StreamRecord, conn: ConnectionRecord) -> None:
-        if self.engine is not None:
-            self.engine.reset(rec, conn)
-
-    def connection_done(self, conn: ConnectionRecord, violations: list[Violation], methods: dict) -> None:
-        if self.engine is not None:
-            self.engine.connection(conn, violations, methods)
-        self.sink.connection(conn, violations)
+    def handle(self, worker: int, ev: tuple) -> None:
+        kind = ev[0]
+        if kind == STREAM:
+            _k, _at, local, item, found, missing = ev
+            cid = self.ids[(worker, local)]
+            if found:
+                for f in found:
+                    f.conn = cid
+                    self.sink.finding(f)
+            if missing is not None:
+                self.engine.missing.add(missing, cid)
+            if item is not None:
+                self.sink.add_stream(item, cid)
+        elif kind == RESET:
+            _k, _at, local, fact, client, server = ev
+            cid = self.ids[(worker, local)]
+            name = self.names.get(cid)
+            if name is None or name.client != client:
+                name = self.names[cid] = ConnName(cid, client, server)
+            self.engine.storms.reset(fact, name)
+        elif kind == NEW:
+            self.ids[(worker, ev[2])] = self.next_id
+            self.next_id += 1
+        else:
+            _k, _at, local, conn, violations, methods = ev
+            cid = self.ids.pop((worker, local))
+            conn.id = cid
+            for v in violations:
+                v.conn = cid
+            if self.engine is not None:
+                self.engine.connection(conn, violations, methods)
+            self.names.pop(cid, None)
+            self.sink.connection(conn, violations)
 
     def finish(self) -> None:
         if self.engine is not None:
@@ -63,7 +152,11 @@ class MemorySink:
         self.violations: list[Violation] = []
         self.findings: list[Finding] = []
 
-    def stream(self, rec: StreamRecord, conn: ConnectionRecord, findings: list[Finding]) -> None:
+    def encode_stream(self, rec: StreamRecord, findings: list[Finding]) -> StreamRecord:
+        return rec
+
+    def add_stream(self, rec: StreamRecord, conn: int) -> None:
+        rec.conn = conn
         self.streams.append(rec)
 
     def connection(self, conn: ConnectionRecord, violations: list[Violation]) -> None:
@@ -93,21 +186,14 @@ class Selection:
     def from_args(cls, conn: Optional[int], method: Optional[re.Pattern], min_severity: str) -> "Selection":
         return cls(conn=conn, method=method, min_rank=SEVERITY_RANK[min_severity])
 
-    def stream(self, rec: StreamRecord) -> bool:
-        if self.conn is not None and rec.conn != self.conn:
-            return False
-        if self.method is not None and not (rec.method and self.method.search(rec.method)):
-            return False
-        return True
+    def method_ok(self, method: Optional[str]) -> bool:
+        return self.method is None or bool(method and self.method.search(method))
+
+    def conn_ok(self, conn: Optional[int]) -> bool:
+        return self.conn is None or conn == self.conn
 
     def connection(self, conn: ConnectionRecord) -> bool:
-        return self.conn is None or conn.id == self.conn
+        return self.conn_ok(conn.id)
 
     def finding(self, f: Finding) -> bool:
-        if f.rank < self.min_rank:
-            return False
-        if self.conn is not None and f.conn != self.conn:
-            return False
-        if self.method is not None and not (f.method and self.method.search(f.method)):
-            return False
-        return True
+        return f.rank >= self.min_rank and self.conn_ok(f.conn) and self.method_ok(f.method)

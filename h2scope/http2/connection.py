@@ -43,13 +43,17 @@ TRACE_KEYS = ("traceparent", "tracestate", "grpc-trace-bin", "b3", "x-b3-traceid
 
 
 class ResultConsumer(Protocol):
-    """Where finished pieces of the model go, as soon as they are final."""
+    """Where finished pieces of the model go, as soon as they are final. `at` is the packet
+    being processed (None once the capture has ended)."""
 
-    def stream_done(self, rec: StreamRecord, conn: ConnectionRecord) -> None: ...
+    def connection_new(self, conn_id: int, at: int) -> None: ...
 
-    def stream_reset(self, rec: StreamRecord, conn: ConnectionRecord) -> None: ...
+    def stream_done(self, rec: StreamRecord, conn: ConnectionRecord, at: Optional[int]) -> None: ...
 
-    def connection_done(self, conn: ConnectionRecord, violations: list[Violation], methods: dict) -> None: ...
+    def stream_reset(self, rec: StreamRecord, conn: ConnectionRecord, at: Optional[int]) -> None: ...
+
+    def connection_done(self, conn: ConnectionRecord, violations: list[Violation], methods: dict,
+                        at: Optional[int]) -> None: ...
 
 
 class DecodeContext:
@@ -61,6 +65,7 @@ class DecodeContext:
         self.decode_as = set(decode_as)
         self.on_frame = on_frame
         self.keep_frames = keep_frames or on_frame is not None
+        self.capture_ended = False  # set by the driver before it flushes what is still open
         self.frames_by_stream: dict[tuple[int, int], list[dict]] = {}
         self.conn_frames: dict[int, list[dict]] = {}
         self.total_frames = 0
@@ -120,6 +125,8 @@ class H2Observer:
         self._violation_sids: set[int] = set()
         self._violation_methods: dict[int, Optional[str]] = {}
         self.record: Optional[ConnectionRecord] = None
+        self._ended = False
+        ctx.results.connection_new(self.conn_id, tcp.first_packet)
 
     # ---- StreamSink ------------------------------------------------------------------
 
@@ -156,6 +163,9 @@ class H2Observer:
         pass  # the connection record reads close facts from TCP when it ends
 
     def on_end(self, ts_ns: int) -> None:
+        # Flushed by the end of the capture rather than closed on the wire: results from here
+        # on are ordered by connection, not by packet.
+        self._ended = self.ctx.capture_ended
         if self.mode == "sniff" and self.tcp.role_source == "port-guess" and any(self._chunks):
             # A short mid-connection capture: decide with what there is, then decode it.
             self._settle_roles(final=True)
@@ -535,7 +545,7 @@ class H2Observer:
         del self.live[rec.stream]
         self.recent[rec.stream] = rec
         if reason == "reset":
-            self.ctx.results.stream_reset(rec, self._conn_view())
+            self.ctx.results.stream_reset(rec, self._conn_view(), None if self._ended else self.tcp.last_packet)
         if len(self.recent) > RECENT_CLOSED:
             self._finalize(self.recent.popitem(last=False)[1])
 
@@ -543,7 +553,7 @@ class H2Observer:
         """No more late frames will be attributed to `rec`: its record is final."""
         if rec.stream in self._violation_sids:
             self._violation_methods[rec.stream] = rec.method
-        self.ctx.results.stream_done(rec, self._conn_view())
+        self.ctx.results.stream_done(rec, self._conn_view(), None if self._ended else self.tcp.last_packet)
 
     def _late(self, rec: StreamRecord, side: int, ftype: int, length: int, packet: int, ts_ns: int) -> None:
         if len(rec.late) < MAX_LATE_FRAMES:
@@ -927,7 +937,8 @@ class H2Observer:
             self._finalize(rec)
         if self.violations_dropped:
             record.notes.append(f"{self.violations_dropped} more protocol violations were counted, not listed")
-        self.ctx.results.connection_done(record, self.violations, self._violation_methods)
+        self.ctx.results.connection_done(record, self.violations, self._violation_methods,
+                                         None if self._ended else self.tcp.last_packet)
         self.live.clear()
         self.recent.clear()
 

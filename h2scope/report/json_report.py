@@ -42,7 +42,10 @@ class _Spill:
         self._pending: list[str] = []
 
     def add(self, obj) -> None:
-        self._pending.append(_pretty(obj, 2) if self.indent else _dumps(obj))
+        self.add_encoded(_pretty(obj, 2) if self.indent else _dumps(obj))
+
+    def add_encoded(self, text: str) -> None:
+        self._pending.append(text)
         self.count += 1
         if len(self._pending) >= _BATCH:
             self._flush()
@@ -102,11 +105,27 @@ class JsonReport:
 
     # ---- Sink ----------------------------------------------------------------------------
 
-    def stream(self, rec, conn, findings: list[Finding]) -> None:
-        if self.selection.stream(rec):
-            self.streams.add(rec.to_json(headers=self.headers))
-            if rec.grpc:
-                self.grpc_calls += 1
+    def encode_stream(self, rec, findings: list[Finding]) -> Optional[tuple]:
+        if not self.selection.method_ok(rec.method):
+            return None
+        # Encoded where the stream was decoded; the connection id is prepended where the
+        # results meet (it is "conn", the first key).
+        obj = rec.to_json(headers=self.headers)
+        del obj["conn"]
+        body = _pretty(obj, 2) if self.indent else _dumps(obj)
+        return (body, rec.grpc)
+
+    def add_stream(self, item: tuple, conn: int) -> None:
+        if not self.selection.conn_ok(conn):
+            return
+        body, grpc = item
+        if self.indent:
+            head = f'{{\n      "conn": {conn},' if body != "{}" else f'{{"conn": {conn}'
+            self.streams.add_encoded(head + body[1:])
+        else:
+            self.streams.add_encoded(f'{{"conn":{conn},' + body[1:])
+        if grpc:
+            self.grpc_calls += 1
 
     def connection(self, conn, violations: list) -> None:
         if self.selection.connection(conn):

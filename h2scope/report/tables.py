@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 from ..grpc.status import status_name
 from ..http2.constants import error_name
 
 MAX_METHODS = 10_000  # distinct :paths by name; a hostile capture's others are pooled
 OTHER_METHODS = "(other methods)"
-SCHEMA = {"method": pl.String, "calls": pl.UInt32, "statuses": pl.String, "with_deadline_pct": pl.Float64,
-          "p50_ms": pl.Float64, "p99_ms": pl.Float64, "deadline_exceeded": pl.UInt32, "zombie_bytes": pl.Int64}
 
 
 def _short_outcome(s) -> str:
@@ -51,26 +50,40 @@ class MethodStats:
     def __init__(self) -> None:
         self.methods: dict[str, _Method] = {}
 
-    def add(self, s, exceeded: bool, zombie_bytes: int) -> None:
+    @staticmethod
+    def row(s, exceeded: bool, zombie_bytes: int) -> Optional[tuple]:
+        """One call as the table counts it (None: no :path)."""
         if s.method is None:
-            return
-        m = self.methods.get(s.method)
+            return None
+        return (s.method, (s.end_ns - s.start_ns) / 1e6 if s.end_ns is not None else None, _short_outcome(s),
+                s.timeout_ns is not None, exceeded, zombie_bytes)
+
+    def add(self, s, exceeded: bool, zombie_bytes: int) -> None:
+        row = self.row(s, exceeded, zombie_bytes)
+        if row is not None:
+            self.add_row(row)
+
+    def add_row(self, row: tuple) -> None:
+        method, duration, outcome, has_deadline, exceeded, zombie_bytes = row
+        m = self.methods.get(method)
         if m is None:
-            name = s.method if len(self.methods) < MAX_METHODS else OTHER_METHODS
+            name = method if len(self.methods) < MAX_METHODS else OTHER_METHODS
             m = self.methods.get(name)
             if m is None:
                 m = self.methods[name] = _Method()
         m.calls += 1
-        if s.end_ns is not None:
-            m.durations.append((s.end_ns - s.start_ns) / 1e6)
-        m.statuses[_short_outcome(s)] += 1
-        if s.timeout_ns is not None:
+        if duration is not None:
+            m.durations.append(duration)
+        m.statuses[outcome] += 1
+        if has_deadline:
             m.with_deadline += 1
         if exceeded:
             m.exceeded += 1
         m.zombie_bytes += zombie_bytes
 
-    def frame(self) -> pl.DataFrame:
+    def frame(self) -> "pl.DataFrame":
+        import polars as pl  # here, not at import: analyze forks workers before it prints
+
         if not self.methods:
             return pl.DataFrame()
         rows = []
@@ -84,10 +97,13 @@ class MethodStats:
                 "p50_ms": _quantile(d, 0.5), "p99_ms": _quantile(d, 0.99),
                 "deadline_exceeded": m.exceeded, "zombie_bytes": m.zombie_bytes,
             })
-        return pl.DataFrame(rows, schema=SCHEMA).sort(["calls", "method"], descending=[True, False])
+        schema = {"method": pl.String, "calls": pl.UInt32, "statuses": pl.String, "with_deadline_pct": pl.Float64,
+                  "p50_ms": pl.Float64, "p99_ms": pl.Float64, "deadline_exceeded": pl.UInt32,
+                  "zombie_bytes": pl.Int64}
+        return pl.DataFrame(rows, schema=schema).sort(["calls", "method"], descending=[True, False])
 
 
-def _quantile(d: pl.Series, q: float) -> Optional[float]:
+def _quantile(d, q: float) -> Optional[float]:
     return d.quantile(q, "nearest") if len(d) else None
 
 
@@ -103,7 +119,7 @@ def stream_flags(findings) -> tuple[bool, int]:
     return exceeded, zombie
 
 
-def method_table(findings: list, streams: list) -> pl.DataFrame:
+def method_table(findings: list, streams: list) -> "pl.DataFrame":
     """The table for an in-memory analysis."""
     exceeded = {(f.conn, f.stream) for f in findings if f.kind == "deadline-exceeded"}
     zombie: dict[tuple, int] = {}

@@ -11,6 +11,7 @@ import datetime as dt
 import heapq
 import textwrap
 from collections import Counter
+from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -58,15 +59,26 @@ class TextReport:
 
     # ---- Sink ----------------------------------------------------------------------------
 
-    def stream(self, rec, conn, findings: list) -> None:
-        if not self.selection.stream(rec):
+    def encode_stream(self, rec, findings: list) -> Optional[tuple]:
+        if not self.selection.method_ok(rec.method):
+            return None
+        sel = self.selection
+        exceeded, zombie = stream_flags(f for f in findings if f.rank >= sel.min_rank and sel.method_ok(f.method))
+        row = self.methods.row(rec, exceeded, zombie)
+        stalls = [((st.end_ns or rec.end_ns or st.start_ns) - st.start_ns, st) for st in rec.stalls]
+        return (rec.grpc, row, stalls)
+
+    def add_stream(self, item: tuple, conn: int) -> None:
+        if not self.selection.conn_ok(conn):
             return
+        grpc, row, stalls = item
         self.streams += 1
-        if rec.grpc:
+        if grpc:
             self.grpc_calls += 1
-        for st in rec.stalls:
-            self._stall(rec.conn, st, rec.end_ns)
-        self.methods.add(rec, *stream_flags(f for f in findings if self.selection.finding(f)))
+        for dur, st in stalls:
+            self._stall(conn, dur, st)
+        if row is not None:
+            self.methods.add_row(row)
 
     def connection(self, conn, violations: list) -> None:
         if not self.selection.connection(conn):
@@ -82,7 +94,7 @@ class TextReport:
             else:
                 self.notes_more += 1
         for st in conn.stalls:
-            self._stall(conn.id, st, conn.end_ns)
+            self._stall(conn.id, (st.end_ns or conn.end_ns or st.start_ns) - st.start_ns, st)
         stall = self.stalls.pop(conn.id, None)
         item = (-conn.id, id(conn), conn, stall)
         if len(self.shown) < MAX_CONNECTIONS_SHOWN:
@@ -103,8 +115,7 @@ class TextReport:
         if len(group[2]) < MAX_PER_KIND:
             group[2].append(f)
 
-    def _stall(self, cid: int, st, end_ns) -> None:
-        dur = (st.end_ns or end_ns or st.start_ns) - st.start_ns
+    def _stall(self, cid: int, dur: int, st) -> None:
         agg = self.stalls.get(cid)
         if agg is None:
             self.stalls[cid] = [1, dur, st]

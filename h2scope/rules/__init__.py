@@ -3,6 +3,8 @@
 A stream's rules run once its record is final (after the late frames a reset may draw
 have had their chance), a connection's when it ends, and the capture-wide ones at the end.
 Nothing here holds every stream: memory follows the open streams, not the capture.
+Stream rules need only the stream and its connection, so they run in whichever process
+decoded it; RuleEngine's rules look across connections and run where results meet.
 """
 
 from __future__ import annotations
@@ -40,8 +42,18 @@ def finding_order(f: Finding) -> tuple[int, int]:
     return (-f.rank, KIND_INDEX[f.kind])
 
 
+def stream_findings(rec, conn, options) -> list[Finding]:
+    """The rules about one final stream record (run where the stream was decoded)."""
+    out: list[Finding] = []
+    for rule in STREAM_RULES:
+        found = rule(rec, conn, options)
+        if found:
+            out.extend(found)
+    return out
+
+
 class RuleEngine:
-    """Feeds the rules; every finding goes to `emit` as soon as it is concluded."""
+    """The rules that look across streams: fed facts in capture order, findings to `emit`."""
 
     def __init__(self, options, emit: Callable[[Finding], None]) -> None:
         self.options = options
@@ -49,29 +61,12 @@ class RuleEngine:
         self.missing = deadlines.DeadlineMissing()
         self.storms = cancel_storm.CancelStorm(options, emit)
 
-    def stream(self, rec, conn) -> list[Finding]:
-        """A final stream record; returns (and emits) its findings."""
-        out: list[Finding] = []
-        opts = self.options
-        for rule in STREAM_RULES:
-            found = rule(rec, conn, opts)
-            if found:
-                out.extend(found)
-        for f in out:
-            self.emit(f)
-        self.missing.add(rec)
-        return out
-
-    def reset(self, rec, conn) -> None:
-        """A stream ended by RST_STREAM, when it closed (packet order)."""
-        self.storms.reset(rec, conn)
-
     def connection(self, conn, violations: list, methods: dict) -> None:
         for f in frames_after_goaway.check_connection(conn, self.options):
             self.emit(f)
         for f in protocol_violation.check_connection(conn, violations, methods):
             self.emit(f)
-        self.storms.connection_done(conn)
+        self.storms.connection_done(conn.id)
 
     def finish(self) -> None:
         self.storms.finish()

@@ -107,12 +107,17 @@ class CancelStorm:
         self.per_host: dict[str, StormDetector] = {}
         self._fed = 0
 
-    def reset(self, rec, conn) -> None:
-        """A stream that a RST_STREAM ended, at the moment it closed."""
-        r = (rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code, rec.conn)
-        det = self.per_conn.get(rec.conn)
+    @staticmethod
+    def fact(rec) -> tuple:
+        return (rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code)
+
+    def reset(self, fact: tuple, conn) -> None:
+        """A stream that a RST_STREAM ended, at the moment it closed. `conn` has the
+        connection's id, client and server."""
+        r = fact + (conn.id,)
+        det = self.per_conn.get(conn.id)
         if det is None:
-            det = self.per_conn[rec.conn] = StormDetector(
+            det = self.per_conn[conn.id] = StormDetector(
                 self.count, self.window_ns, lambda run, c=conn: self._conn_storm(c, run))
         det.add(r)
         host = conn.client.rsplit(":", 1)[0]
@@ -125,8 +130,8 @@ class CancelStorm:
         if not self._fed & 0x3FF:
             self._sweep_hosts(r[0])
 
-    def connection_done(self, conn) -> None:
-        det = self.per_conn.pop(conn.id, None)
+    def connection_done(self, conn_id: int) -> None:
+        det = self.per_conn.pop(conn_id, None)
         if det is not None:
             det.flush()
 

@@ -4,6 +4,8 @@ the capture saw the request's HEADERS plus that timeout."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..findings import Finding
 from ..grpc.status import DEADLINE_EXCEEDED, status_name
 from ..http2.constants import HEADERS, error_name
@@ -107,25 +109,30 @@ class DeadlineMissing:
     def __init__(self) -> None:
         self.by_method: dict[str, list] = {}  # method → [calls, first rec facts, conn or None, packets, streams]
 
-    def add(self, rec) -> None:
+    @staticmethod
+    def fact(rec) -> Optional[tuple]:
+        """What the rule needs of a call without a grpc-timeout (None for other calls)."""
         if not (rec.grpc and rec.grpc_timeout is None and not rec.headers_unknown
                 and rec.request_headers is not None):
-            return
-        method = rec.method or "(no :path)"
+            return None
+        return (rec.method or "(no :path)", rec.start_ns, rec.start_packet, rec.stream)
+
+    def add(self, fact: tuple, conn: int) -> None:
+        method, start_ns, start_packet, stream = fact
         agg = self.by_method.get(method)
         if agg is None:
             if len(self.by_method) >= MAX_METHODS:
                 method = OTHER_METHODS
                 agg = self.by_method.get(method)
             if agg is None:
-                agg = self.by_method[method] = [0, rec.start_ns, rec.conn, [], []]
+                agg = self.by_method[method] = [0, start_ns, conn, [], []]
         agg[0] += 1
-        if agg[2] is not None and agg[2] != rec.conn:
+        if agg[2] is not None and agg[2] != conn:
             agg[2] = None
         if len(agg[3]) < MAX_EVIDENCE:
-            agg[3].append(rec.start_packet)
+            agg[3].append(start_packet)
         if len(agg[4]) < 100:
-            agg[4].append([rec.conn, rec.stream])
+            agg[4].append([conn, stream])
 
     def findings(self) -> list[Finding]:
         out = []
