@@ -66,14 +66,15 @@ def run(path: str, sink: Sink, options: Optional[Options] = None, *, rules: bool
 
 
 def decode_capture(path: str, ctx: DecodeContext, options: Options, *, progress: Optional[ProgressFn] = None,
-                   flows: Optional[tuple[int, int]] = None, tick=None) -> CaptureInfo:
+                   keep: Optional[Callable[[tuple], bool]] = None,
+                   tick: Optional[Callable[[int], None]] = None) -> CaptureInfo:
     """The decoding half of a run, shared with parallel workers."""
 
     def at_end() -> None:
         ctx.capture_ended = True
 
     return run_capture(path, lambda tcp: H2Observer(tcp, ctx), ooo_cap=options.ooo_cap, progress=progress,
-                       at_end=at_end)
+                       at_end=at_end, keep=keep, tick=tick)
 
 
 def _analysis(path: str, options: Optional[Options], rules: bool, on_frame, progress) -> Analysis:

@@ -53,11 +53,15 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
                 on_finished: Optional[Callable[[TcpConnection], None]] = None,
                 ooo_cap: int = DEFAULT_OOO_CAP,
                 progress: Optional[ProgressFn] = None,
-                at_end: Optional[Callable[[], None]] = None) -> CaptureInfo:
+                at_end: Optional[Callable[[], None]] = None,
+                keep: Optional[Callable[[tuple], bool]] = None,
+                tick: Optional[Callable[[int], None]] = None) -> CaptureInfo:
     """Stream one capture through link decoding and TCP reassembly into per-connection sinks.
 
     `progress`, when given, is called with the number of capture bytes read so far every
-    few thousand packets (the CLI turns it into a progress bar on a TTY).
+    few thousand packets (the CLI turns it into a progress bar on a TTY). A parallel worker
+    passes `keep`, which says which TCP segments are its connections', and `tick`, called
+    with the packet number as often as `progress`.
     """
     info = CaptureInfo(path=path)
     decoder = LinkDecoder()
@@ -73,9 +77,13 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
                 seg = decode(linktype, data)
                 if seg is not None:
                     tcp_packets += 1
-                    feed(number, ts_ns, seg)
-                if progress is not None and not number & 0xFFF:
-                    progress(reader.bytes_read)
+                    if keep is None or keep(seg):
+                        feed(number, ts_ns, seg)
+                if not number & 0xFFF:
+                    if progress is not None:
+                        progress(reader.bytes_read)
+                    if tick is not None:
+                        tick(number)
         finally:
             info.format = reader.format
             info.packets = reader.packets

@@ -73,6 +73,11 @@ class Emitter:
         self._at = at
         return at
 
+    def advance(self, at: int) -> None:
+        """A promise (to a parallel merge) that no later event comes before packet `at`."""
+        if at > self._at:
+            self._at = at
+
     def connection_new(self, conn_id: int, at: int) -> None:
         self.out((NEW, self._clock(at), conn_id))
 

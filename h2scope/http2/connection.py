@@ -939,8 +939,25 @@ class H2Observer:
             record.notes.append(f"{self.violations_dropped} more protocol violations were counted, not listed")
         self.ctx.results.connection_done(record, self.violations, self._violation_methods,
                                          None if self._ended else self.tcp.last_packet)
+        # TCP remembers closed connections for a while to absorb trailing ACKs, and with
+        # them this sink: keep nothing of the decoding state (an HPACK memo, splitters).
         self.live.clear()
         self.recent.clear()
+        self.hpack = []
+        self.splitters = [None, None]
+        self._sniff = [b"", b""]
+        self._chunks = [[], []]
+        self.pending_block = [None, None]
+        self.pings.clear()
+        self.violations = []
+        self._violation_methods = {}
+        self._violation_sids = set()
+        self.record = None
+        self.goaways = []
+        self.after_goaway = []
+        self.stalls = []
+        self.notes = []
+        self.settings = [{}, {}]
 
     def _conn_view(self, final: bool = False) -> ConnectionRecord:
         """The connection's record: built once, its RTT kept current while streams finish
