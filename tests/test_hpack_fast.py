@@ -1,0 +1,98 @@
+"""The hand-written HPACK decoding path (h2scope/http2/hpack_state.py) against hpack's own
+Decoder: the same headers and the same dynamic table after every block, on every header
+block of every stored capture and on generated and random blocks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from hpack import Encoder, HPACKError
+from hypothesis import given, settings, strategies as st
+
+from conftest import capture_files
+from h2scope.analysis import decode
+from h2scope.http2 import hpack_state
+from h2scope.http2.hpack_state import HeaderDecoder
+
+
+def _library_view(dec: HeaderDecoder, block: bytes):
+    """What hpack itself makes of `block` from `dec`'s current state (on a copy)."""
+    lib = copy.deepcopy(dec._decoder)
+    try:
+        raw = lib.decode(block, raw=True)
+    except (HPACKError, IndexError, ValueError):
+        return None, list(lib.header_table.dynamic_entries)
+    return [(bytes(n), bytes(v)) for n, v in raw], list(lib.header_table.dynamic_entries)
+
+
+def _fast_view(dec: HeaderDecoder, block: bytes):
+    mine = copy.deepcopy(dec)
+    try:
+        got = mine._decode_fast(block)
+    except (hpack_state._Slow, IndexError, HPACKError):
+        return "fallback", None
+    return [(bytes(n), bytes(v)) for n, v in got], list(mine._table.dynamic_entries)
+
+
+@pytest.mark.parametrize("path", capture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_captured_block_decodes_as_hpack_decodes_it(path, monkeypatch):
+    seen = [0]
+    original = HeaderDecoder.decode
+
+    def checked(self, block):
+        headers, table = _library_view(self, block)
+        fast, fast_table = _fast_view(self, block)
+        if fast != "fallback":
+            assert headers is not None, "the fast path accepted a block hpack rejects"
+            assert fast == headers and fast_table == table
+            seen[0] += 1
+        return original(self, block)
+
+    monkeypatch.setattr(HeaderDecoder, "decode", checked)
+    decode(str(path))
+    if path.parent.name in ("grpcio", "grpcgo", "grpcjs") and "tls" not in path.name:
+        assert seen[0] > 0
+
+
+headers_st = st.lists(
+    st.tuples(st.sampled_from([":path", ":method", "content-type", "grpc-timeout", "traceparent", "x-request-id",
+                               "user-agent", "te", "grpc-status", "x-custom"]),
+              st.text(min_size=0, max_size=40)),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(headers_st, min_size=1, max_size=8), st.booleans(), st.sampled_from([0, 64, 256, 4096]),
+       st.booleans())
+def test_generated_blocks_match_hpack(lists, huffman, table_size, sensitive):
+    enc = Encoder()
+    if table_size != 4096:
+        enc.header_table_size = table_size
+    ours = HeaderDecoder()
+    lib = copy.deepcopy(ours._decoder)
+    for headers in lists:
+        if sensitive:
+            from hpack import NeverIndexedHeaderTuple
+            headers = [NeverIndexedHeaderTuple(n, v) if n == "x-custom" else (n, v) for n, v in headers]
+        block = enc.encode(headers, huffman=huffman)
+        got, err, unknown = ours.decode(block)
+        want = [(n.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for n, v in lib.decode(block, raw=True)]
+        assert err is None and not unknown and got == want
+        assert list(ours._table.dynamic_entries) == list(lib.header_table.dynamic_entries)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=64))
+def test_random_bytes_fall_back_to_hpack_wording(block):
+    ours = HeaderDecoder()
+    lib = copy.deepcopy(ours._decoder)  # configured as h2scope configures it
+    got, err, _ = ours.decode(block)
+    try:
+        want = [(n.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for n, v in lib.decode(block, raw=True)]
+        want_err = None
+    except HPACKError as e:
+        want, want_err = None, f"HPACK decoding failed: {e}"
+    except (IndexError, ValueError) as e:
+        want, want_err = None, f"HPACK decoding failed: {e!r}"
+    assert (got, err) == (want, want_err)
