@@ -39,6 +39,20 @@ def test_two_workers_write_the_same_document_as_one_process(path):
     assert _json(str(path), 2) == one  # byte for byte: same ids, same order, same findings
 
 
+def test_a_real_capture_spreads_over_both_workers():
+    """captures/grpcio/multi_channel.pcap: 8 grpcio connections, client ports alternating in
+    parity, a cancel storm that only the host scope sees (2 resets per connection)."""
+    path = str(next(p for p in CAPTURES if p.name == "multi_channel.pcap"))
+    one = _json(path, 1)
+    doc = json.loads(one)
+    parities = [(int(c["client"].rsplit(":", 1)[1]) + int(c["server"].rsplit(":", 1)[1])) % 2
+                for c in doc["connections"]]
+    assert len(parities) == 8 and sorted(set(parities)) == [0, 1]
+    storms = [f for f in doc["findings"] if f["kind"] == "cancel-storm"]
+    assert [f["scope"] for f in storms] == ["host"] and len(storms[0]["connections"]) == 8
+    assert _json(path, 2) == one
+
+
 def _generated(tmp_path, workload: str) -> str:
     """A benchmark workload at 1 MB: 16 connections from one client host (both workers
     get some), resets and cancel storms on several connections at once."""

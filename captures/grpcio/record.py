@@ -5,6 +5,7 @@ on the server port, runs the calls with a fresh channel, closes the channel, sto
 server and then stops tcpdump (see ../record_util.py).
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -205,8 +206,69 @@ def midstream():
         srv.stop(None).wait()
 
 
+NETNS_ENV = "H2SCOPE_RECORD_NETNS"
+PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def _low_port(low):
+    """Linux connect() picks ephemeral ports with the parity of the range's low end first,
+    so every client port on this host is even; set the low end per channel instead."""
+    with open(PORT_RANGE, "w") as fh:
+        fh.write(f"{low} 60999")
+
+
+def multi_channel():
+    """8 channels (8 TCP connections) from 127.0.0.1 to one server; client ports alternate
+    even/odd so (client port + server port) % 2 takes both values.  Runs in a private
+    network namespace (unshare --net) so changing ip_local_port_range touches nothing else."""
+    if os.environ.get(NETNS_ENV) != "1":
+        env = dict(os.environ, **{NETNS_ENV: "1"})
+        subprocess.run(["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$0" "$@"',
+                        sys.executable, os.path.abspath(__file__), "multi_channel"],
+                       env=env, check=True)
+        return
+    n = 8
+    srv = serve(PORT)
+    with capture(out("multi_channel.pcap"), PORT):
+        chans = []
+        for i in range(n):
+            _low_port(32768 + i % 2)  # even client port for even i, odd for odd i
+            # a unique channel arg per channel (besides the local subchannel pool): one TCP
+            # connection per channel, never a shared subchannel
+            chans.append(channel(PORT, options=[("h2scope.record.channel", i)]))
+        _low_port(32768)
+        stubs = [stub for _, stub in chans]
+        # one normal unary call with a deadline per connection, all at once
+        oks = [s.Unary.future(Msg(text=f"ok{i}", seq=i), timeout=2) for i, s in enumerate(stubs)]
+        for f in oks:
+            assert f.result().seq >= 0
+        # two client-streaming calls without grpc-timeout, on an even and an odd connection
+        for i in (2, 5):
+            r = stubs[i].ClientStream(iter([Msg(text=f"nd{i}", seq=1)]))
+            assert r.seq == 1
+        # three calls that outlive their deadline, on three connections
+        late = [stubs[i].Unary.future(Msg(text="sleep:0.3", seq=i), timeout=0.1) for i in (0, 3, 6)]
+        for f in late:
+            expect(grpc.StatusCode.DEADLINE_EXCEEDED, f.result)
+        time.sleep(0.25)  # the sleeping handlers return
+        # a cancel burst: 2 server streams per connection, all cancelled by the client
+        calls = [stubs[i % n].ServerStream(Msg(text="interval:0.5", seq=10), timeout=5)
+                 for i in range(2 * n)]
+        time.sleep(0.1)  # requests on the wire, first messages sent
+        for c in calls:
+            c.cancel()
+        for c in calls:
+            assert c.code() == grpc.StatusCode.CANCELLED, c.code()
+        print(f"    -> {len(calls)} streams cancelled")
+        time.sleep(0.6)  # the streaming handlers wake up, see the cancel and return
+        for ch, _ in chans:
+            ch.close()
+        time.sleep(0.5)
+        srv.stop(None).wait()
+
+
 SCENARIOS = [unary_ok, streaming_ok, deadline_unary, deadline_stream, cancel, large_message,
-             no_deadline, graceful_stop, hard_stop, error_status, midstream]
+             no_deadline, graceful_stop, hard_stop, error_status, midstream, multi_channel]
 
 if __name__ == "__main__":
     wanted = sys.argv[1:]
@@ -216,5 +278,7 @@ if __name__ == "__main__":
         print(fn.__name__)
         fn()
         time.sleep(0.3)
+    if os.environ.get(NETNS_ENV) == "1":
+        sys.exit(0)  # a scenario re-run in its own network namespace: the parent writes facts
     import runpy  # by path: every capture directory has its own make_facts.py
     runpy.run_path(os.path.join(HERE, "make_facts.py"), run_name="__main__")
