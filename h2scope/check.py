@@ -97,7 +97,8 @@ FAILING = ("regressed", "unbaselined", "missing")
 HEADER = """\
 # h2scope check expectations for the captures in this directory.
 # `h2scope check --update` rewrites the baselines (and this file's layout); policies,
-# analysis settings and `note` values are kept, comments are not.
+# analysis settings, `note` values and the summary comments above baseline entries are kept;
+# other comments are not.
 # Format: h2scope/check.py's docstring, or `h2scope check --help`.
 """
 
@@ -405,6 +406,27 @@ def _load_toml(path: str) -> dict:
         raise UsageError(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
 
 
+def _keep_comments(path: str, tables) -> None:
+    """Give baseline entries back the one-line summary comment written above them, so an
+    --update that rewrites the file keeps the comments of the captures it did not touch."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return
+    above: dict[str, str] = {}
+    for prev, line in zip(lines, lines[1:]):
+        p, cur = prev.strip(), line.strip()
+        if p.startswith("# ") and cur.startswith("{") and cur.endswith("},"):
+            above[cur[:-1]] = p[2:]
+    if not above:
+        return
+    for tbl in tables:
+        for e in tbl.get("baseline") or ():
+            if e.summary is None:
+                e.summary = above.get(_toml_value(_entry_table(e)))
+
+
 class DirExpectations:
     """The expectations of one directory: its h2scope-expect.toml and beside files."""
 
@@ -440,6 +462,7 @@ class DirExpectations:
                                      f"its own {DIR_FILE})")
                 self.captures_raw[name] = tbl
                 self.captures[name] = _check_table(tbl, where, allow_baseline=True)
+            _keep_comments(self.path, self.captures.values())
         try:
             names = os.listdir(directory)
         except OSError:
@@ -450,6 +473,7 @@ class DirExpectations:
                 path = os.path.join(directory, fname)
                 raw = _load_toml(path)
                 parsed = _check_table(raw, path, allow_baseline=True)
+                _keep_comments(path, [parsed])
                 if name in self.captures:
                     raise UsageError(f"{path}: {name} also has a [captures.{_toml_key(name)}] table in "
                                      f"{self.path}; describe a capture in one place only")

@@ -297,6 +297,29 @@ def test_update_round_trips(tmp_path, capsys):
     assert "clean.pcap" not in tomllib.loads((caps / check.DIR_FILE).read_text())["captures"]
 
 
+def test_update_of_one_capture_keeps_the_others_comments(tmp_path, capsys):
+    caps = tmp_path / "caps"
+    put(ZOMBIE, caps)
+    put(DEADLINE_STREAM, caps)
+    assert run(capsys, "--update", caps)[0] == 0
+    before = (caps / check.DIR_FILE).read_text()
+    comments = [line for line in before.splitlines() if line.startswith("  # ")]
+    assert len(comments) >= 2  # one summary above each accepted finding
+    data = tomllib.loads(before)
+    zombie_name = ZOMBIE.name
+    text = before.replace(f'[captures."{zombie_name}"]', f'[captures."{zombie_name}"]\nnote = "changed"', 1)
+    # Forget one capture's baseline, then update only that capture.
+    other = next(n for n in data["captures"] if n != zombie_name)
+    start = text.index(f'[captures."{other}"]')
+    base = text.index("baseline = [", start)
+    end = text.index("\n]\n", base) + 3
+    write_expect(caps, text[:base] + "baseline = []\n" + text[end:])
+    assert run(capsys, "--update", caps / other)[0] == 0
+    after = (caps / check.DIR_FILE).read_text()
+    assert [line for line in after.splitlines() if line.startswith("  # ")] == comments
+    assert 'note = "changed"' in after
+
+
 def test_expectations_beside_the_capture(tmp_path, capsys):
     caps = tmp_path / "caps"
     z = put(ZOMBIE, caps)
