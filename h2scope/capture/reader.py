@@ -15,7 +15,6 @@ from typing import BinaryIO, Iterator, NamedTuple
 
 from ..errors import CaptureError
 from . import pcap, pcapng
-from .link import NOT_A_PACKET
 
 CHUNK = 1 << 20
 
@@ -108,14 +107,19 @@ class ChunkSource:
     f.read per record on a gzip stream).
     """
 
-    __slots__ = ("_f", "_buf", "_pos", "offset", "_error")
+    __slots__ = ("_f", "_buf", "_pos", "_base", "_error")
 
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
         self._buf = b""
-        self._pos = 0
-        self.offset = 0  # file offset of the next byte take() returns
+        self._pos = 0  # next byte of _buf take() returns; record loops may advance it directly
+        self._base = 0  # file offset of _buf[0]
         self._error: str | None = None
+
+    @property
+    def offset(self) -> int:
+        """File offset of the next byte take() returns."""
+        return self._base + self._pos
 
     def _fill(self, n: int) -> None:
         chunks = [self._buf[self._pos:]]
@@ -133,6 +137,7 @@ class ChunkSource:
                 break
             chunks.append(more)
             have += len(more)
+        self._base += self._pos
         self._buf = b"".join(chunks)
         self._pos = 0
 
@@ -142,7 +147,6 @@ class ChunkSource:
         p = self._pos
         out = self._buf[p:p + n]
         self._pos = p + len(out)
-        self.offset += len(out)
         return out
 
     def skip(self, n: int) -> int:
@@ -245,21 +249,9 @@ class CaptureReader:
             raise CaptureError(
                 f"{self.display_name}: not a pcap or pcapng capture (starts with {magic.hex()})"
             )
-        first = None
-        last = None
-        n = 0
-        try:
-            for ts_ns, linktype, data, orig_len in records:
-                n += 1
-                self.packets = n
-                if linktype != NOT_A_PACKET:  # pcapng custom/journal blocks: numbered, not timed
-                    if first is None:
-                        first = ts_ns
-                    last = ts_ns
-                yield (n, ts_ns, linktype, data, orig_len)
-        finally:
-            self.first_ts_ns = first
-            self.last_ts_ns = last
+        # The format readers number the records and keep packets/first_ts_ns/last_ts_ns
+        # current themselves: one generator per packet instead of two.
+        yield from records
         if self.source.read_error:
             self.fail_or_warn(self.source.read_error)
 
