@@ -52,6 +52,15 @@ TCP_ACK = 0x10
 _u16 = struct.Struct("!H").unpack_from
 _tcp = struct.Struct("!HHIIBBH").unpack_from
 _ip4 = struct.Struct("!BBHHHBB").unpack_from
+# The fast path for the common packet: the link header's ethertype, an option-less IPv4 header
+# and a TCP header in one unpack (etype, vihl, total, frag, proto, src, dst, sport, dport, seq,
+# ack, doff, flags, window). Per link type: (unpack, IPv4 header offset).
+_IP4_TCP = "BxHxxHxB2x4s4sHHIIBBH"
+_FAST = {
+    LINKTYPE_EN10MB: (struct.Struct("!12xH" + _IP4_TCP).unpack_from, 14),
+    LINKTYPE_LINUX_SLL: (struct.Struct("!14xH" + _IP4_TCP).unpack_from, 16),
+    LINKTYPE_LINUX_SLL2: (struct.Struct("!H18x" + _IP4_TCP).unpack_from, 20),
+}
 
 
 class LinkDecoder:
@@ -68,6 +77,18 @@ class LinkDecoder:
         header promised but the capture did not keep (snaplen truncation).
         """
         n = len(data)
+        fast = _FAST.get(linktype)
+        if fast is not None and n >= fast[1] + 40:
+            # Fast path: IPv4 without options, not a fragment, TCP (measured: decoding every
+            # packet of W1-20MB 0.148 s -> 0.098 s); anything else takes the general path below.
+            etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags, window = \
+                fast[0](data)
+            if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF and doff >= 0x50:
+                off = fast[1]
+                start = off + 20 + (doff >> 4) * 4
+                ip_end = off + total if total else n
+                if start <= ip_end <= n:
+                    return (src, sport, dst, dport, seq, ack, flags, window, data[start:ip_end], 0)
         # --- link layer: find the network-layer offset and protocol ---
         if linktype == LINKTYPE_EN10MB:
             if n < 14:
