@@ -206,9 +206,57 @@ class TcpTracker:
         conn.packets += 1
         d = conn.dirs[ep]
         d.packets += 1
-        if window == 0 and not flags & (TCP_SYN | TCP_RST | TCP_FIN):
-            d.zero_window += 1
 
+        if flags & (TCP_SYN | TCP_RST | TCP_FIN):
+            self._control(conn, ep, d, number, ts_ns, seq, ack, flags, window, payload, missing)
+            return
+        # Fast path: a segment without SYN/FIN/RST (nearly all of them).
+        if window == 0:
+            d.zero_window += 1
+        if flags & TCP_ACK:
+            if conn.rtt_ns is None and conn.syn_ns is not None and conn.synack_ns is not None \
+                    and not payload and ep == conn.client_ep:
+                # The client's ACK of the SYN/ACK: Wireshark's tcp.analysis.initial_rtt.
+                conn.rtt_ns = ts_ns - conn.syn_ns
+            peer = conn.dirs[1 - ep]
+            peer.peer_ack = ack
+            nxt = peer.next_seq
+            if nxt is not None and ack != nxt:
+                acked = (ack - nxt) & MASK
+                if 0 < acked < HALF:
+                    self._acked_unseen(conn, 1 - ep, peer, peer.offset + acked, number, ts_ns)
+        if payload:
+            if d.closed:
+                return
+            if seq == d.next_seq and not missing and not d.ooo:
+                # In order, complete, nothing buffered: deliver inline, as _data/_deliver would
+                # (measured: feeding W1-20MB's segments to a null sink 0.146 s -> 0.126 s).
+                n = len(payload)
+                d.payload_bytes += n
+                offset = d.offset
+                history = d.history
+                history.append((offset, payload))
+                hb = d.history_bytes + n
+                while hb > HISTORY_CAP and len(history) > 1:
+                    hb -= len(history.popleft()[1])
+                d.history_bytes = hb
+                d.offset = offset + n
+                d.delivered += n
+                d.next_seq = (seq + n) & MASK
+                conn.sink.on_data(ep ^ conn.client_ep, payload, number, ts_ns)
+                if d.pending_close is not None:
+                    self._check_close(conn, ep, d)
+            else:
+                self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
+        elif missing:
+            if not d.closed:
+                self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
+        elif d.next_seq is not None and (seq + 1) & MASK == d.next_seq:
+            d.keepalives += 1  # an empty keep-alive: one below the next expected sequence number
+
+    def _control(self, conn: TcpConnection, ep: int, d: Direction, number: int, ts_ns: int, seq: int,
+                 ack: int, flags: int, window: int, payload: bytes, missing: int) -> None:
+        """A segment with SYN, FIN or RST."""
         if flags & TCP_SYN:
             if flags & TCP_ACK:
                 if conn.synack_ns is None:
@@ -240,9 +288,6 @@ class TcpTracker:
         if payload or missing:
             if not d.closed:
                 self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
-        elif d.next_seq is not None and (seq + 1) & MASK == d.next_seq \
-                and not flags & (TCP_SYN | TCP_FIN | TCP_RST):
-            d.keepalives += 1  # an empty keep-alive: one below the next expected sequence number
 
         if flags & TCP_RST:
             if d.rst_packet is None:
