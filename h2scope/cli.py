@@ -169,7 +169,8 @@ def cmd_analyze(args) -> int:
     if args.format == "text":
         report = TextReport(selection)
     else:
-        report = JsonReport(selection, headers=args.headers, indent=args.format == "json" and sys.stdout.isatty())
+        report = JsonReport(selection, out=sys.stdout if args.format == "json" else None, headers=args.headers,
+                            indent=args.format == "json" and sys.stdout.isatty())
     jobs = args.jobs if args.jobs > 0 else auto_jobs(args.capture)
     if args.capture == "-":
         jobs = 1  # standard input can be read once
@@ -184,7 +185,7 @@ def cmd_analyze(args) -> int:
     if args.format == "json":
         cap = result.capture.to_json()
         cap["frames"] = result.frames
-        report.write_json(sys.stdout, cap)
+        report.write_json(cap)
     elif args.format == "jsonl":
         report.write_jsonl(sys.stdout)
     else:

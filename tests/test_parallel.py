@@ -22,13 +22,13 @@ CAPTURES = capture_files()
 
 
 def _json(path: str, jobs: int, options: Options = None) -> str:
-    rep = JsonReport(Selection())
+    out = io.StringIO()
+    rep = JsonReport(Selection(), out=out)
     options = options or Options()
     r = run(path, rep, options) if jobs == 1 else run_parallel(path, rep, options, jobs)
     cap = r.capture.to_json()
     cap["frames"] = r.frames
-    out = io.StringIO()
-    rep.write_json(out, cap)
+    rep.write_json(cap)
     return out.getvalue()
 
 

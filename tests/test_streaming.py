@@ -146,13 +146,31 @@ def test_storm_detector_equals_the_batch_rule(gaps, count, window):
         [(len(w), w[0][0], w[-1][0], [x[1] for x in w[:20]]) for w in want]
 
 
-def test_json_report_spills_items_instead_of_holding_them():
-    rep = JsonReport(Selection())
+def test_json_report_writes_streams_as_they_come():
+    out = io.StringIO()
+    rep = JsonReport(Selection(), out=out)
     rng = random.Random(7)
     for i in range(2000):
-        rep.streams.add({"conn": 0, "stream": 2 * i + 1, "pad": rng.random()})
-    assert rep.streams.file is not None and len(rep.streams._pending) < 256
-    out = io.StringIO()
-    rep.write_json(out, {"path": "x"})
+        rep.add_stream((json.dumps({"stream": 2 * i + 1, "pad": rng.random()}), False), 0)
+    assert 1500 < out.getvalue().count('"stream"') <= 2000  # on its way out, not held
+    for i in range(5):
+        rep.connections.add({"id": i})
+    rep.write_json({"path": "x"})
     doc = json.loads(out.getvalue())
     assert [s["stream"] for s in doc["streams"]] == [2 * i + 1 for i in range(2000)]
+    assert all(s["conn"] == 0 for s in doc["streams"]) and len(doc["connections"]) == 5
+    assert doc["summary"]["streams"] == 2000 and doc["capture"] == {"path": "x"}
+
+
+@pytest.mark.parametrize("name", ["zombie_server.pcap", "multi_channel.pcap"])
+def test_indented_json_for_a_terminal_is_the_same_document(name):
+    path = str(next(p for p in CAPTURES if p.name == name))
+    docs = []
+    for indent in (False, True):
+        out = io.StringIO()
+        rep = JsonReport(Selection(), out=out, indent=indent)
+        r = run(path, rep, Options())
+        rep.write_json(r.capture.to_json())
+        docs.append(out.getvalue())
+    assert "\n    {\n      \"conn\": " in docs[1]
+    assert json.loads(docs[0]) == json.loads(docs[1])

@@ -1,10 +1,12 @@
 """`--format json` and `--format jsonl`: the contract in DESIGN.md.
 
-`JsonReport` is a sink: each stream, connection and finding is encoded the moment it is
-final and spilled to a temporary file, and the document is assembled from those files at
-the end, so memory stays flat however many calls the capture holds (W1 at 1 GB kept 9.4 GB
-of records in memory before). Arrays list connections and streams in the order they
-ended, findings worst first and by kind, each kind in the order it was concluded.
+`JsonReport` is a sink: each stream is encoded and written out the moment it is final,
+connections and findings are spilled to temporary files and follow at the end, so memory
+stays flat however many calls the capture holds (W1 at 1 GB kept 9.4 GB of records in
+memory before). The document's keys come in the order they can be written: `streams`,
+`connections`, `findings`, `capture`, `summary`. Arrays list connections and streams in
+the order they ended, findings worst first and by kind, each kind in the order it was
+concluded.
 """
 
 from __future__ import annotations
@@ -89,15 +91,52 @@ class _Spill:
             self.file = None
 
 
+class _Direct:
+    """The streams array, written to the output as the capture is read (the bulk of the
+    document: a temporary copy would cost as much disk, or RAM where /tmp is tmpfs)."""
+
+    def __init__(self, out: IO[str], opening: str, indent: bool) -> None:
+        self.out = out
+        self.opening = opening
+        self.indent = indent
+        self.count = 0
+        self.started = False
+        self._pending: list[str] = []
+
+    def add_encoded(self, text: str) -> None:
+        self._pending.append(text)
+        self.count += 1
+        if len(self._pending) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        sep = ",\n    " if self.indent else ",\n"
+        if not self.started:
+            self.out.write(self.opening)
+            self.started = True
+            if self._pending:
+                self.out.write(sep[1:])
+        elif self._pending:
+            self.out.write(sep)
+        if self._pending:
+            self.out.write(sep.join(self._pending))
+            self._pending = []
+
+
 class JsonReport:
     """The sink behind `analyze --format json|jsonl`."""
 
-    def __init__(self, selection: Selection, headers: bool = False, indent: bool = False) -> None:
+    def __init__(self, selection: Selection, out: Optional[IO[str]] = None, headers: bool = False,
+                 indent: bool = False) -> None:
+        """`out`: where --format json goes (its streams are written there as they come);
+        None for --format jsonl, which lists findings only."""
         self.selection = selection
+        self.out = out
         self.headers = headers
         self.indent = indent
         self.connections = _Spill(indent)
-        self.streams = _Spill(indent)
+        self.streams = _Direct(out, "{" + self._key("streams") + "[", indent) if out is not None else None
+        self.stream_count = 0
         self.findings: dict[tuple[int, int], _Spill] = {}
         self.grpc_calls = 0
         self.severity_counts = {sev: 0 for sev in SEVERITIES}
@@ -105,9 +144,14 @@ class JsonReport:
 
     # ---- Sink ----------------------------------------------------------------------------
 
+    def _key(self, k: str) -> str:
+        return f'\n  "{k}": ' if self.indent else f'"{k}":'
+
     def encode_stream(self, rec, findings: list[Finding]) -> Optional[tuple]:
         if not self.selection.method_ok(rec.method):
             return None
+        if self.out is None:
+            return (None, rec.grpc)  # jsonl: counted, not written
         # Encoded where the stream was decoded; the connection id is prepended where the
         # results meet (it is "conn", the first key).
         obj = rec.to_json(headers=self.headers)
@@ -119,7 +163,10 @@ class JsonReport:
         if not self.selection.conn_ok(conn):
             return
         body, grpc = item
-        if self.indent:
+        self.stream_count += 1
+        if body is None:
+            pass
+        elif self.indent:
             head = f'{{\n      "conn": {conn},' if body != "{}" else f'{{"conn": {conn}'
             self.streams.add_encoded(head + body[1:])
         else:
@@ -144,18 +191,21 @@ class JsonReport:
 
     # ---- output ----------------------------------------------------------------------------
 
-    def write_json(self, out: IO[str], capture: dict) -> None:
+    def write_json(self, capture: dict) -> None:
+        """The rest of the document after the streams: connections, findings, capture, summary."""
+        out = self.out
         summary = {
             "connections": self.connections.count,
-            "streams": self.streams.count,
+            "streams": self.stream_count,
             "grpc_calls": self.grpc_calls,
             "findings": {sev: self.severity_counts[sev] for sev in ("error", "warning", "info")},
         }
         nl, item = ("\n", "\n    ") if self.indent else ("", "\n")
-        key = (lambda k: f'\n  "{k}": ') if self.indent else (lambda k: f'"{k}":')
+        key = self._key
         enc = (lambda o: _pretty(o, 1)) if self.indent else _dumps
-        out.write("{" + key("capture") + enc(capture) + ",")
-        for name, spills in (("connections", [self.connections]), ("streams", [self.streams]),
+        self.streams.flush()
+        out.write(("\n  ]," if self.indent and self.streams.count else "],"))
+        for name, spills in (("connections", [self.connections]),
                              ("findings", [self.findings[k] for k in sorted(self.findings)])):
             out.write(key(name) + "[")
             first = True
@@ -168,6 +218,7 @@ class JsonReport:
             if not first and self.indent:
                 out.write("\n  ")
             out.write("],")
+        out.write(key("capture") + enc(capture) + ",")
         out.write(key("summary") + enc(summary) + nl + "}\n")
 
     def write_jsonl(self, out: IO[str]) -> None:
@@ -177,7 +228,7 @@ class JsonReport:
         self.close()
 
     def close(self) -> None:
-        for spill in (self.connections, self.streams, *self.findings.values()):
+        for spill in (self.connections, *self.findings.values()):
             spill.close()
 
 
