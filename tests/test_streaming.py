@@ -174,3 +174,32 @@ def test_indented_json_for_a_terminal_is_the_same_document(name):
         docs.append(out.getvalue())
     assert "\n    {\n      \"conn\": " in docs[1]
     assert json.loads(docs[0]) == json.loads(docs[1])
+
+
+def test_hand_built_stream_json_is_json_dumps_byte_for_byte():
+    n = 0
+    for path in CAPTURES:
+        for rec in analyze(str(path)).streams:
+            for headers in (False, True):
+                obj = rec.to_json(headers=headers)
+                del obj["conn"]
+                want = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+                assert "{" + rec.compact_json_after_conn(headers) == want
+                n += 1
+    assert n > 500
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30), st.text(max_size=30), st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=3),
+       st.one_of(st.none(), st.integers(0, 2**40)), st.booleans())
+def test_hand_built_stream_json_handles_any_text(method, message, metadata, end_ns, reset):
+    from h2scope.model import StreamRecord
+
+    rec = StreamRecord(conn=3, stream=7, start_ns=1_795_443_061_048_817_123, start_packet=5, method=method,
+                       grpc_message=message, metadata=metadata, end_ns=end_ns, grpc=True, grpc_status=4)
+    if reset:
+        rec.rst_by, rec.rst_code, rec.rst_ns, rec.rst_packet = 0, 8, 1_795_443_061_148_817_123, 9
+    rec.message_sizes = [[1, 2, 3], []]
+    obj = rec.to_json(headers=False)
+    del obj["conn"]
+    assert "{" + rec.compact_json_after_conn() == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -154,10 +154,11 @@ class JsonReport:
             return (None, rec.grpc)  # jsonl: counted, not written
         # Encoded where the stream was decoded; the connection id is prepended where the
         # results meet (it is "conn", the first key).
-        obj = rec.to_json(headers=self.headers)
-        del obj["conn"]
-        body = _pretty(obj, 2) if self.indent else _dumps(obj)
-        return (body, rec.grpc)
+        if self.indent:
+            obj = rec.to_json(headers=self.headers)
+            del obj["conn"]
+            return (_pretty(obj, 2), rec.grpc)
+        return ("{" + rec.compact_json_after_conn(self.headers), rec.grpc)
 
     def add_stream(self, item: tuple, conn: int) -> None:
         if not self.selection.conn_ok(conn):
