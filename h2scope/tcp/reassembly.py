@@ -175,7 +175,10 @@ class TcpTracker:
         self.reorder_window = reorder_window
         # Both orientations of a 4-tuple map to (connection, endpoint index): one lookup per packet.
         self._open: dict[tuple, tuple[TcpConnection, int]] = {}
-        self._closed: OrderedDict[tuple, tuple[TcpConnection, int]] = OrderedDict()
+        # 4-tuples of released connections, to absorb their trailing ACKs. Only the key: a
+        # closed connection and its sink held here cost ~7.7 KB each, which grew the peak
+        # of a 1 GB capture of 800 connections by 11 MB.
+        self._closed: OrderedDict[tuple, None] = OrderedDict()
         # ACK-proven holes waiting out the reorder window: (packet, ts_ns, conn, ep, upto),
         # at most one per direction, in packet order.
         self._proofs: deque = deque()
@@ -192,9 +195,7 @@ class TcpTracker:
         hit = self._open.get(key)
         if hit is None or (flags & TCP_SYN and not flags & TCP_ACK and hit[0].syn_seq is not None
                            and hit[0].syn_seq != seq):
-            closed = self._closed.get(key)
-            if closed is not None and not flags & TCP_SYN:
-                closed[0].last_packet = number
+            if not flags & TCP_SYN and key in self._closed:
                 self.late_packets += 1
                 return
             if hit is not None:  # a new SYN reusing the 4-tuple: the old connection ends here
@@ -641,10 +642,10 @@ class TcpTracker:
         conn.sink.on_end(ts_ns)
         a, ap = conn.addrs[0], conn.ports[0]
         b, bp = conn.addrs[1], conn.ports[1]
-        for key, ep in (((a, ap, b, bp), 0), ((b, bp, a, ap), 1)):
+        for key in ((a, ap, b, bp), (b, bp, a, ap)):
             if self._open.get(key, (None,))[0] is conn:
                 del self._open[key]
-            self._closed[key] = (conn, ep)
+            self._closed[key] = None
             self._closed.move_to_end(key)
         while len(self._closed) > CLOSED_KEEP:
             self._closed.popitem(last=False)
