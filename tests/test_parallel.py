@@ -112,3 +112,21 @@ def test_cli_jobs_flag_and_auto_choice(tmp_path):
     outs = [subprocess.run([str(Path(sys.executable).with_name("h2scope")), "analyze", path, "--format", "json", "--jobs", j],
                            capture_output=True, text=True, check=True).stdout for j in ("1", "2")]
     assert outs[0] == outs[1]
+
+
+def test_damaged_captures_agree_too(tmp_path):
+    """Truncated and partly garbage captures: workers skip and warn exactly as one process."""
+    src = next(p for p in CAPTURES if p.name == "multi_channel.pcap").read_bytes()
+    variants = {
+        "cut.pcap": src[: len(src) * 2 // 3 + 7],  # ends inside a record
+        "garbage.pcap": src[: len(src) // 2] + bytes(range(256)) * 8 + src[len(src) // 2:],
+    }
+    import gzip
+
+    variants["gz.pcap.gz"] = gzip.compress(src)
+    for name, data in variants.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        one = _json(str(path), 1)
+        assert json.loads(one)["capture"]["packets"] > 0
+        assert _json(str(path), 2) == one, name
