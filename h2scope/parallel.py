@@ -28,9 +28,16 @@ BATCH = 2048  # events per message to the parent
 END, ERROR, MARK = "end", "error", "w"
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may run on, not the host's count
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def auto_jobs(path: str) -> int:
     """Workers worth starting for this capture: 2 on a big regular file, else 1."""
-    if path == "-" or (os.cpu_count() or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if path == "-" or _usable_cpus() < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return 1
     try:
         if not os.path.isfile(path) or os.path.getsize(path) < MIN_PARALLEL_BYTES:
