@@ -99,6 +99,17 @@ def _string(block: bytes, i: int) -> tuple[bytes, int]:
     return (huffman_decode(raw) if huff else raw), end
 
 
+def _literal(block: bytes, i: int, mask: int, lookup) -> tuple[tuple[bytes, bytes], int]:
+    """A literal field: its name by index (the prefix under `mask`) or as a string, then its value."""
+    idx, i = _integer(block, i, mask)
+    if idx:
+        name = (_STATIC[idx - 1] if idx <= _NSTATIC else lookup(idx))[0]
+    else:
+        name, i = _string(block, i)
+    value, i = _string(block, i)
+    return (name, value), i
+
+
 class HeaderDecoder:
     """One per direction per connection."""
 
@@ -136,14 +147,9 @@ class HeaderDecoder:
                     raise _Slow
                 headers.append(_STATIC[idx - 1] if idx <= _NSTATIC else lookup(idx))
             elif c & 0x40:  # literal with incremental indexing
-                idx, i = _integer(block, i, 0x3F)
-                if idx:
-                    name = (_STATIC[idx - 1] if idx <= _NSTATIC else lookup(idx))[0]
-                else:
-                    name, i = _string(block, i)
-                value, i = _string(block, i)
-                add(name, value)
-                headers.append((name, value))
+                field, i = _literal(block, i, 0x3F, lookup)
+                add(*field)
+                headers.append(field)
             elif c & 0x20:  # dynamic table size update: only before the first field
                 if headers:
                     raise _Slow
@@ -152,13 +158,8 @@ class HeaderDecoder:
                     raise _Slow
                 table.maxsize = size
             else:  # literal without indexing, or never indexed
-                idx, i = _integer(block, i, 0x0F)
-                if idx:
-                    name = (_STATIC[idx - 1] if idx <= _NSTATIC else lookup(idx))[0]
-                else:
-                    name, i = _string(block, i)
-                value, i = _string(block, i)
-                headers.append((name, value))
+                field, i = _literal(block, i, 0x0F, lookup)
+                headers.append(field)
         return headers
 
     @property
