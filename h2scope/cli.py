@@ -143,14 +143,19 @@ class _Progress:
         self.bar = Progress("reading", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                             console=_console(sys.stderr), transient=True)
         self.task = self.bar.add_task("read", total=total)
-        self.bar.start()
+        self.started = False
 
     def __call__(self, done: int) -> None:
         if self.bar is not None:
+            if not self.started:
+                # Started at the first report, not before: --jobs forks its workers first, and
+                # a fork must not copy a running refresh thread's locks.
+                self.bar.start()
+                self.started = True
             self.bar.update(self.task, completed=done)
 
     def close(self) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.started:
             self.bar.stop()
 
     @property

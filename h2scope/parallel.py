@@ -104,6 +104,8 @@ def run_parallel(path: str, sink: Sink, options, jobs: int, *, rules: bool = Tru
     from .analysis import Run
 
     ctx = multiprocessing.get_context("fork")
+    sys.stdout.flush()  # a worker flushes its copy of these buffers when it exits
+    sys.stderr.flush()
     procs, pipes = [], []
     for i in range(jobs):
         recv, send = ctx.Pipe(duplex=False)
