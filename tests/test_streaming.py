@@ -203,3 +203,27 @@ def test_hand_built_stream_json_handles_any_text(method, message, metadata, end_
     obj = rec.to_json(headers=False)
     del obj["conn"]
     assert "{" + rec.compact_json_after_conn() == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_method_table_durations_stay_bounded_and_close(monkeypatch):
+    """Past the exact budget a method's durations become 1% buckets: p50/p99 within 1%."""
+    from h2scope.model import StreamRecord
+    from h2scope.report import tables
+
+    monkeypatch.setattr(tables, "EXACT_PER_METHOD", 500)
+    rng = random.Random(3)
+    exact, bounded = tables.MethodStats(), tables.MethodStats()
+    monkeypatch.setattr(tables, "EXACT_PER_METHOD", 10**9)
+    for i in range(3000):
+        rec = StreamRecord(conn=0, stream=2 * i + 1, start_ns=0, start_packet=1, method="/a.B/C",
+                           end_ns=int(rng.lognormvariate(16, 1.2)))
+        exact.add(rec, False, 0)
+        monkeypatch.setattr(tables, "EXACT_PER_METHOD", 500)
+        bounded.add(rec, False, 0)
+        monkeypatch.setattr(tables, "EXACT_PER_METHOD", 10**9)
+    m = bounded.methods["/a.B/C"]
+    assert m.durations is None and sum(m.hist.values()) == 3000 and len(m.hist) < 800
+    want, got = exact.frame().row(0, named=True), bounded.frame().row(0, named=True)
+    for col in ("p50_ms", "p99_ms"):
+        assert abs(got[col] - want[col]) <= 0.01 * want[col], (col, got[col], want[col])
+    assert got["calls"] == want["calls"] == 3000

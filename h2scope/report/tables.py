@@ -7,6 +7,7 @@ same table from an in-memory analysis (the TUI).
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import Counter
 from typing import TYPE_CHECKING, Optional
@@ -32,12 +33,18 @@ def _short_outcome(s) -> str:
     return "none"
 
 
+EXACT_PER_METHOD = 100_000  # durations kept exactly per method; then a histogram
+EXACT_TOTAL = 1_000_000  # over all methods (8 MB); past it the largest method goes to a histogram
+_LOG_STEP = math.log(1.01)  # histogram buckets 1% wide: quantiles within 0.5%
+
+
 class _Method:
-    __slots__ = ("calls", "durations", "statuses", "with_deadline", "exceeded", "zombie_bytes")
+    __slots__ = ("calls", "durations", "hist", "statuses", "with_deadline", "exceeded", "zombie_bytes")
 
     def __init__(self) -> None:
         self.calls = 0
-        self.durations = array("d")  # ms; 8 bytes a call is all the text report keeps per call
+        self.durations: Optional[array] = array("d")  # ms, exact, until there are too many
+        self.hist: Optional[Counter] = None  # then: log bucket → calls
         self.statuses: Counter = Counter()
         self.with_deadline = 0
         self.exceeded = 0
@@ -49,6 +56,7 @@ class MethodStats:
 
     def __init__(self) -> None:
         self.methods: dict[str, _Method] = {}
+        self.exact = 0  # durations held exactly, over all methods
 
     @staticmethod
     def row(s, exceeded: bool, zombie_bytes: int) -> Optional[tuple]:
@@ -73,13 +81,29 @@ class MethodStats:
                 m = self.methods[name] = _Method()
         m.calls += 1
         if duration is not None:
-            m.durations.append(duration)
+            if m.hist is not None:
+                m.hist[_bucket(duration)] += 1
+            else:
+                m.durations.append(duration)
+                self.exact += 1
+                if len(m.durations) > EXACT_PER_METHOD:
+                    self._to_histogram(m)
+                elif self.exact > EXACT_TOTAL:
+                    self._to_histogram(max((x for x in self.methods.values() if x.durations),
+                                           key=lambda x: len(x.durations)))
         m.statuses[outcome] += 1
         if has_deadline:
             m.with_deadline += 1
         if exceeded:
             m.exceeded += 1
         m.zombie_bytes += zombie_bytes
+
+    def _to_histogram(self, m: _Method) -> None:
+        """Memory per call must not grow with the capture: past the budget, a method's
+        durations become counts in 1%-wide buckets."""
+        m.hist = Counter(_bucket(d) for d in m.durations)
+        self.exact -= len(m.durations)
+        m.durations = None
 
     def frame(self) -> "pl.DataFrame":
         import polars as pl  # here, not at import: analyze forks workers before it prints
@@ -88,13 +112,17 @@ class MethodStats:
             return pl.DataFrame()
         rows = []
         for name, m in self.methods.items():
-            d = pl.Series(m.durations, dtype=pl.Float64)
+            if m.hist is not None:
+                p50, p99 = _hist_quantile(m.hist, 0.5), _hist_quantile(m.hist, 0.99)
+            else:
+                d = pl.Series(m.durations, dtype=pl.Float64)
+                p50, p99 = _quantile(d, 0.5), _quantile(d, 0.99)
             statuses = sorted(m.statuses.items(), key=lambda kv: (-kv[1], kv[0]))
             rows.append({
                 "method": name, "calls": m.calls,
                 "statuses": ", ".join(f"{st} {n}" for st, n in statuses),
                 "with_deadline_pct": m.with_deadline / m.calls * 100,
-                "p50_ms": _quantile(d, 0.5), "p99_ms": _quantile(d, 0.99),
+                "p50_ms": p50, "p99_ms": p99,
                 "deadline_exceeded": m.exceeded, "zombie_bytes": m.zombie_bytes,
             })
         schema = {"method": pl.String, "calls": pl.UInt32, "statuses": pl.String, "with_deadline_pct": pl.Float64,
@@ -105,6 +133,25 @@ class MethodStats:
 
 def _quantile(d, q: float) -> Optional[float]:
     return d.quantile(q, "nearest") if len(d) else None
+
+
+def _bucket(ms: float) -> int:
+    us = ms * 1000.0
+    return round(math.log(us) / _LOG_STEP) if us >= 1.0 else -1
+
+
+def _hist_quantile(hist: Counter, q: float) -> Optional[float]:
+    """The "nearest" quantile (rank round(q * (n - 1)), as polars), as its bucket's value."""
+    n = sum(hist.values())
+    if not n:
+        return None
+    rank = round(q * (n - 1))
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if seen > rank:
+            return 0.0 if b < 0 else math.exp(b * _LOG_STEP) / 1000.0
+    return None
 
 
 def stream_flags(findings) -> tuple[bool, int]:
