@@ -221,7 +221,8 @@ def _frame_text(r: dict) -> str:
 
 
 def cmd_frames(args) -> int:
-    from .analysis import decode
+    from .analysis import run
+    from .results import NullSink
 
     out = sys.stdout
     want_conn, want_stream = args.conn, args.stream
@@ -234,7 +235,8 @@ def cmd_frames(args) -> int:
             return
         out.write(json.dumps(r, ensure_ascii=False) + "\n" if jsonl else _frame_text(r) + "\n")
 
-    result = decode(args.capture, _options(args), on_frame=emit)
+    # Frames are printed as they are decoded; nothing else of the model is kept.
+    result = run(args.capture, NullSink(), _options(args), rules=False, on_frame=emit)
     for w in result.capture.warnings:
         print(f"h2scope: warning: {w}", file=sys.stderr)
     return EXIT_OK

@@ -148,6 +148,22 @@ class Assembler:
             self.engine.finish()
 
 
+class NullSink:
+    """Keeps nothing (`h2scope frames`, which prints frames as they are decoded)."""
+
+    def encode_stream(self, rec: StreamRecord, findings: list[Finding]) -> None:
+        return None
+
+    def add_stream(self, item: Any, conn: int) -> None:
+        pass
+
+    def connection(self, conn: ConnectionRecord, violations: list[Violation]) -> None:
+        pass
+
+    def finding(self, f: Finding) -> None:
+        pass
+
+
 class MemorySink:
     """Everything, in memory, sorted as people browse it."""
 
