@@ -80,6 +80,7 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
                     if keep is None or keep(seg):
                         feed(number, ts_ns, seg)
                 if not number & 0xFFF:
+                    tracker.sweep()
                     if progress is not None:
                         progress(reader.bytes_read)
                     if tick is not None:
@@ -102,6 +103,11 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
             info.warnings.append(
                 f"{decoder.ip_fragments} IP fragments were not reassembled; TCP data inside them is a gap"
             )
+        if tracker.flushed:
+            info.warnings.append(
+                f"more than {tracker.max_open} TCP connections were open at once (a port scan?): "
+                f"{tracker.flushed} of the least recently active were ended early to bound memory; "
+                "packets of theirs that came later were counted as new connections")
         if tracker.late_packets:
             info.skipped["after connection close"] = tracker.late_packets
     return info

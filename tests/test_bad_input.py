@@ -268,3 +268,46 @@ def test_valid_capture_with_no_packets_is_not_an_error(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["capture"]["packets"] == 0 and doc["capture"]["warnings"] == []
+
+
+def _syn(i: int) -> bytes:
+    src, dst = bytes([10, 1, (i >> 8) & 255, i & 255]), bytes([10, 0, 0, 1])
+    tcp = struct.pack("!HHIIBBHHH", 1024 + i % 60000, 50051, i * 7919 & 0xFFFFFFFF, 0, 0x50, 0x02, 65535, 0, 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), i & 0xFFFF, 0, 64, 6, 0, src, dst)
+    return g.ethernet_header(0x0800) + ip + tcp
+
+
+def test_a_port_scan_keeps_a_bounded_number_of_connections(tmp_path, monkeypatch):
+    """Every SYN opens a connection; past MAX_OPEN the least recently active are ended early,
+    every connection is still reported once, and the capture's warnings say so."""
+    from h2scope.analysis import Options, run
+    from h2scope.report.json_report import JsonReport
+    from h2scope.results import Selection
+    from h2scope.tcp import reassembly
+
+    n = 9000
+    path = g.write_pcap(tmp_path / "scan.pcap", g.EN10MB,
+                        (g.Record(1_700_000_000_000_000_000 + i * 10_000, f, len(f))
+                         for i, f in ((i, _syn(i)) for i in range(n))))
+    monkeypatch.setattr(reassembly, "MAX_OPEN", 500)
+    most = [0]
+    feed = reassembly.TcpTracker.feed
+
+    def counting_feed(self, number, ts_ns, seg):
+        feed(self, number, ts_ns, seg)
+        most[0] = max(most[0], self.open_connections)
+
+    monkeypatch.setattr(reassembly.TcpTracker, "feed", counting_feed)
+    import io
+
+    out = io.StringIO()
+    rep = JsonReport(Selection(), out=out)
+    r = run(str(path), rep, Options())
+    rep.write_json(r.capture.to_json())
+    doc = json.loads(out.getvalue())
+    assert doc["summary"]["connections"] == n == len({c["id"] for c in doc["connections"]})
+    assert most[0] <= 500 + 4096  # swept every 4,096 packets
+    assert any("more than 500 TCP connections were open at once" in w for w in doc["capture"]["warnings"])
+    flushed = [c for c in doc["connections"] if any("ended early" in note for note in c["notes"])]
+    assert len(flushed) >= n - 500 - 4096
+    assert all(c["close"] == "open" for c in flushed)

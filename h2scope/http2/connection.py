@@ -99,7 +99,7 @@ class H2Observer:
         self._chunks: list[list] = [[], []]  # the same bytes as (data, packet, ts_ns) chunks
         self._upgrade_request: Optional[tuple] = None
         self.splitters: list[Optional[FrameSplitter]] = [None, None]
-        self.hpack = [HeaderDecoder(), HeaderDecoder()]
+        self.hpack: list[HeaderDecoder] = []  # made when HTTP/2 starts: a port scan's connections never need one
         self.live: dict[int, LiveStream] = {}
         self.recent: OrderedDict[int, StreamRecord] = OrderedDict()
         self.max_stream = [0, 0]  # highest stream id initiated by client / server
@@ -179,6 +179,8 @@ class H2Observer:
     def _start_h2(self, protocol: str, synced: bool = True) -> None:
         self.mode = "h2"
         self.protocol = protocol
+        if not self.hpack:
+            self.hpack = [HeaderDecoder(), HeaderDecoder()]
         for side in (CLIENT, SERVER):
             if self.splitters[side] is None:
                 self.splitters[side] = FrameSplitter(synced=synced)
@@ -916,6 +918,9 @@ class H2Observer:
             reason, end_packet, end_ns = "capture-ended", tcp.last_packet, tcp.end_ns
         else:
             reason, end_packet, end_ns = "connection-closed", tcp.close_packet, tcp.end_ns
+        if tcp.flushed:
+            self.notes.append("ended early, still open: more connections were open at once than h2scope "
+                              "tracks; what followed on the wire is a new connection")
         record = self._conn_view(final=True)  # before streams close: their rules read how it ended
         for ls in list(self.live.values()):
             if ls.rec.goaway_packet is not None and reason == "connection-closed":
@@ -929,7 +934,7 @@ class H2Observer:
                     self.notes.append(f"{DIR_NAMES[side]}: capture ended inside a frame ({sp.pending} bytes)")
                 if sp.skipped:
                     self.notes.append(f"{DIR_NAMES[side]}: {sp.skipped} bytes could not be framed as HTTP/2")
-        for side in (CLIENT, SERVER):
+        for side in (CLIENT, SERVER) if self.hpack else ():
             if self.hpack[side].partial and self.hpack[side]._table.unknown_refs:
                 self.notes.append(f"{DIR_NAMES[side]}: {self.hpack[side]._table.unknown_refs} header fields "
                                   "referenced HPACK state not in the capture (shown as unknown)")
@@ -990,8 +995,9 @@ class H2Observer:
         rec.gap_bytes, rec.conflicts = [c.gap_bytes, s.gap_bytes], [c.conflicts, s.conflicts]
         rec.streams, rec.goaways, rec.settings, rec.stalls = self.streams_seen, self.goaways, self.settings, self.stalls
         rec.notes = self.notes
-        rec.hpack_blocks = self.hpack[0].blocks + self.hpack[1].blocks
-        rec.hpack_memo_hits = self.hpack[0].memo_hits + self.hpack[1].memo_hits
+        if self.hpack:
+            rec.hpack_blocks = self.hpack[0].blocks + self.hpack[1].blocks
+            rec.hpack_memo_hits = self.hpack[0].memo_hits + self.hpack[1].memo_hits
         rec.after_goaway = self.after_goaway
         rec.tls_alpn = self.tls_alpn
         return rec

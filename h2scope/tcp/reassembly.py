@@ -36,6 +36,10 @@ DEFAULT_OOO_CAP = 4 * 1024 * 1024  # bytes of out-of-order data buffered per dir
 HISTORY_CAP = 64 * 1024  # delivered bytes kept to check retransmissions for conflicts
 MAX_GAP_RECORDS = 100  # gaps listed per direction; more are only counted
 CLOSED_KEEP = 4096  # closed connections remembered to absorb their trailing ACKs
+# Connections tracked at once. A port scan opens one per SYN (~7 KB each: a 14 MB capture of
+# 200,000 SYNs took 2 GB); past this many, the least recently active are flushed as if the
+# capture had ended for them, down to nine tenths of it.
+MAX_OPEN = 10_000
 REORDER_WINDOW = 64  # packets read after an ACK proves a hole before it is declared a gap
 
 CLIENT = 0
@@ -106,7 +110,7 @@ class TcpConnection:
     __slots__ = (
         "id", "addrs", "ports", "dirs", "client_ep", "role_source", "sink", "first_packet",
         "last_packet", "start_ns", "end_ns", "close", "close_by", "close_packet", "syn_ns",
-        "synack_ns", "rtt_ns", "closed", "syn_seq", "packets",
+        "synack_ns", "rtt_ns", "closed", "syn_seq", "packets", "flushed",
     )
 
     def __init__(self, cid: int, src: bytes, sport: int, dst: bytes, dport: int) -> None:
@@ -130,6 +134,7 @@ class TcpConnection:
         self.closed = False
         self.syn_seq: Optional[int] = None
         self.packets = 0
+        self.flushed = False  # ended early by TcpTracker.sweep, still open on the wire
 
     def endpoint(self, ep: int) -> str:
         return format_addr(self.addrs[ep], self.ports[ep])
@@ -184,6 +189,8 @@ class TcpTracker:
         self._proofs: deque = deque()
         self.next_id = 0
         self.late_packets = 0  # packets of connections already closed and released
+        self.max_open = MAX_OPEN
+        self.flushed = 0  # connections ended early by sweep()
 
     # ---- per packet -------------------------------------------------------------------
 
@@ -659,6 +666,22 @@ class TcpTracker:
         for conn, ep in list(self._open.values()):
             if ep == 0:
                 self._finish(conn, conn.end_ns)
+
+    def sweep(self) -> None:
+        """Keep at most `max_open` connections: flush the least recently active. Their later
+        packets start new connections (so their ids then differ from Wireshark's tcp.stream;
+        the capture's warnings say so)."""
+        if len(self._open) <= 2 * self.max_open:
+            return
+        conns = [c for c, ep in self._open.values() if ep == 0]
+        conns.sort(key=lambda c: (c.last_packet, c.id))
+        for conn in conns[:len(conns) - self.max_open * 9 // 10]:
+            conn.flushed = True
+            self.flushed += 1
+            self._finish(conn, conn.end_ns)
+            a, ap, b, bp = conn.addrs[0], conn.ports[0], conn.addrs[1], conn.ports[1]
+            self._closed.pop((a, ap, b, bp), None)
+            self._closed.pop((b, bp, a, ap), None)
 
     @property
     def open_connections(self) -> int:
