@@ -108,6 +108,10 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
                 f"more than {tracker.max_open} TCP connections were open at once (a port scan?): "
                 f"{tracker.flushed} of the least recently active were ended early to bound memory; "
                 "packets of theirs that came later were counted as new connections")
+        if tracker.ooo_shed:
+            info.warnings.append(
+                f"more than {tracker.ooo_total_cap // 1048576} MB of out-of-order TCP data was buffered at once: "
+                f"{tracker.ooo_shed} buffers were delivered early with their holes as gaps")
         if tracker.late_packets:
             info.skipped["after connection close"] = tracker.late_packets
     return info

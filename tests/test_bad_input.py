@@ -311,3 +311,38 @@ def test_a_port_scan_keeps_a_bounded_number_of_connections(tmp_path, monkeypatch
     flushed = [c for c in doc["connections"] if any("ended early" in note for note in c["notes"])]
     assert len(flushed) >= n - 500 - 4096
     assert all(c["close"] == "open" for c in flushed)
+
+
+def test_out_of_order_data_has_a_total_budget(tmp_path, monkeypatch):
+    """Data held back behind holes counts against one budget over all connections; past it
+    the fullest buffers are delivered with their holes as gaps, and the count stays exact."""
+    from h2scope.analysis import Options, analyze
+    from h2scope.tcp import reassembly
+
+    cap = g.read_pcap(CAPTURES_DIR / "grpcio" / "multi_channel.pcap")
+    # Lose the first data segment of every connection after its handshake: everything after
+    # it waits in the out-of-order buffers until a gap is declared.
+    seen, lost = set(), []
+    for i, rec in enumerate(cap.records):
+        v = g.tcp_view(rec.data, cap.linktype)
+        if v is not None and v.payload_len and v.sport != 50051 and v.sport not in seen:
+            seen.add(v.sport)
+            lost.append(i)
+    assert len(lost) == 8
+    path = g.write_pcap(tmp_path / "holes.pcap", cap.linktype, g.drop(cap.records, lost))
+
+    totals = []
+    shed = reassembly.TcpTracker._shed
+
+    def checked_shed(self, number, ts_ns):
+        shed(self, number, ts_ns)
+        buffered = sum(d.ooo_bytes for c, ep in self._open.values() if ep == 0 for d in c.dirs)
+        assert self.ooo_total == buffered
+        totals.append(self.ooo_total)
+
+    monkeypatch.setattr(reassembly, "OOO_TOTAL_CAP", 150)
+    monkeypatch.setattr(reassembly.TcpTracker, "_shed", checked_shed)
+    a = analyze(str(path), Options())
+    assert totals and max(totals) <= 150 * 9 // 10
+    assert any("out-of-order TCP data was buffered at once" in w for w in a.capture.warnings)
+    assert sum(c.gaps[0] for c in a.connections) >= 8

@@ -40,6 +40,10 @@ CLOSED_KEEP = 4096  # closed connections remembered to absorb their trailing ACK
 # 200,000 SYNs took 2 GB); past this many, the least recently active are flushed as if the
 # capture had ended for them, down to nine tenths of it.
 MAX_OPEN = 10_000
+# Out-of-order bytes buffered over all connections. DEFAULT_OOO_CAP bounds one direction;
+# thousands of connections each holding back data could otherwise keep as much as the
+# capture itself. Past this, the fullest buffers are delivered with their holes as gaps.
+OOO_TOTAL_CAP = 64 * 1024 * 1024
 REORDER_WINDOW = 64  # packets read after an ACK proves a hole before it is declared a gap
 
 CLIENT = 0
@@ -191,6 +195,9 @@ class TcpTracker:
         self.late_packets = 0  # packets of connections already closed and released
         self.max_open = MAX_OPEN
         self.flushed = 0  # connections ended early by sweep()
+        self.ooo_total = 0  # out-of-order bytes buffered, all directions
+        self.ooo_total_cap = OOO_TOTAL_CAP
+        self.ooo_shed = 0  # buffers delivered early because of ooo_total_cap
 
     # ---- per packet -------------------------------------------------------------------
 
@@ -397,6 +404,19 @@ class TcpTracker:
             self._gap(conn, ep, d, d.ooo[0][0], number, ts_ns)
             self._drain(conn, ep, d)
         self._drain(conn, ep, d)
+        if self.ooo_total > self.ooo_total_cap:
+            self._shed(number, ts_ns)
+
+    def _shed(self, number: int, ts_ns: int) -> None:
+        """Over the total out-of-order budget: deliver the fullest buffers, holes as gaps."""
+        dirs = [(d.ooo_bytes, c.id, ep, c, d) for c, e in self._open.values() if e == 0
+                for ep, d in enumerate(c.dirs) if d.ooo_bytes]
+        dirs.sort(key=lambda x: (-x[0], x[1], x[2]))
+        for _n, _id, ep, c, d in dirs:
+            if self.ooo_total <= self.ooo_total_cap * 9 // 10:
+                break
+            self.ooo_shed += 1
+            self._flush(c, ep, d, number, ts_ns)
 
     def _buffer(self, d: Direction, start: int, payload: bytes, number: int, ts_ns: int,
                 tail_end: int) -> None:
@@ -430,6 +450,7 @@ class TcpTracker:
         for pstart, pdata in pieces:
             insort(ooo, [pstart, pdata, number, ts_ns, 0])
             d.ooo_bytes += len(pdata)
+            self.ooo_total += len(pdata)
         if tail_end:
             # The cut-off tail: what the capture lost of this segment is a gap when reached.
             insort(ooo, [end, b"", number, ts_ns, tail_end])
@@ -439,6 +460,7 @@ class TcpTracker:
         while ooo and ooo[0][0] <= d.offset:
             start, payload, number, ts_ns, tail_end = ooo.pop(0)
             d.ooo_bytes -= len(payload)
+            self.ooo_total -= len(payload)
             skip = d.offset - start
             if skip:
                 # Overlaps bytes already delivered (or declared lost): first arrival wins.
@@ -634,6 +656,7 @@ class TcpTracker:
             if d.ooo and not d.closed:
                 self._flush(conn, ep, d, d.ooo[-1][2], ts_ns)
             d.ooo.clear()
+            self.ooo_total -= d.ooo_bytes
             d.ooo_bytes = 0
             if d.pending_close is not None:
                 for off, how, number, close_ts in d.pending_close:
