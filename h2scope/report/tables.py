@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 from ..grpc.status import status_name
 from ..http2.constants import error_name
+from ..rules.deadlines import MAX_METHODS, OTHER_METHODS  # the same pooling as deadline-missing
 
-MAX_METHODS = 10_000  # distinct :paths by name; a hostile capture's others are pooled
-OTHER_METHODS = "(other methods)"
 
 
 def _short_outcome(s) -> str:
