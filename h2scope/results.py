@@ -118,11 +118,13 @@ class Assembler:
                 for f in found:
                     f.conn = cid
                     self.sink.finding(f)
-            if missing is not None:
+            if missing is not None and self.engine is not None:
                 self.engine.missing.add(missing, cid)
             if item is not None:
                 self.sink.add_stream(item, cid)
         elif kind == RESET:
+            if self.engine is None:
+                return
             _k, _at, local, fact, client, server = ev
             cid = self.ids[(worker, local)]
             name = self.names.get(cid)

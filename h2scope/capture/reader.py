@@ -194,7 +194,7 @@ class CaptureReader:
         self.path = path
         raw, self.display_name = _open_binary(path)
         self._raw = raw
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type,type-var]
         head = buffered.peek(4)[:4]
         self.compressed = head[:2] == b"\x1f\x8b"
         stream: BinaryIO = GzipStream(buffered) if self.compressed else buffered  # type: ignore[assignment]

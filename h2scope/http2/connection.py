@@ -185,14 +185,19 @@ class H2Observer:
             if self.splitters[side] is None:
                 self.splitters[side] = FrameSplitter(synced=synced)
 
+    def _splitter(self, side: int) -> FrameSplitter:
+        sp = self.splitters[side]
+        assert sp is not None  # made by _start_h2
+        return sp
+
     def _start_partial(self, protocol: str) -> None:
         """Decoding from the middle: framing is found by resynchronisation, HPACK is partial."""
         self.partial = True
         self.flow_known = False
         self.hpack = [HeaderDecoder(partial=True), HeaderDecoder(partial=True)]
         self._start_h2(protocol, synced=False)
-        self.splitters[CLIENT].max_len = DEFAULT_MAX_FRAME_SIZE
-        self.splitters[SERVER].max_len = DEFAULT_MAX_FRAME_SIZE
+        self._splitter(CLIENT).max_len = DEFAULT_MAX_FRAME_SIZE
+        self._splitter(SERVER).max_len = DEFAULT_MAX_FRAME_SIZE
 
     def _sniff_data(self, side: int, data: bytes, packet: int, ts_ns: int) -> None:
         self._chunks[side].append((data, packet, ts_ns))
@@ -210,7 +215,7 @@ class H2Observer:
             elif self.tcp.role_source != "syn":
                 self.tcp.role_source = "preface"
             self._start_h2("h2c")
-            self.splitters[CLIENT].expect_preface(PREFACE)
+            self._splitter(CLIENT).expect_preface(PREFACE)
             # The server may have spoken first (its SETTINGS before the preface arrived).
             self._replay(SERVER)
             self._replay(CLIENT)
@@ -291,7 +296,7 @@ class H2Observer:
                         frame.parse_body(memoryview(fr[5]))
                     except (HyperframeError, ValueError, IndexError):
                         continue
-                    headers, _err, _unknown = decoder.decode(bytes(frame.data))
+                    headers, _err, _unknown = decoder.decode(bytes(frame.data))  # type: ignore[attr-defined]
                     for name, _value in headers or ():
                         if name == ":status":
                             return 1 - side
@@ -343,6 +348,7 @@ class H2Observer:
             self._give_up("http/1.1")
             return
         # Switched: the request became stream 1 (half-closed by the client), then HTTP/2.
+        assert self._upgrade_request is not None  # a 101 answers the request seen before it
         req_line, req_headers, req_packet, req_ts = self._upgrade_request
         self._start_h2("h2c (HTTP/1.1 Upgrade)")
         method, _, rest = req_line.partition(" ")
@@ -360,7 +366,7 @@ class H2Observer:
         ls.rec.end_stream_ns[CLIENT] = req_ts
         ls.rec.end_stream_packet[CLIENT] = req_packet
         self.max_stream[CLIENT] = 1
-        self.splitters[CLIENT].expect_preface(PREFACE)
+        self._splitter(CLIENT).expect_preface(PREFACE)
         self._replay(SERVER, skip=size)
         self._replay(CLIENT)
 
@@ -914,6 +920,7 @@ class H2Observer:
 
     def _finish(self, ts_ns: int) -> None:
         tcp = self.tcp
+        end_packet: Optional[int]
         if tcp.close == "open":
             reason, end_packet, end_ns = "capture-ended", tcp.last_packet, tcp.end_ns
         else:

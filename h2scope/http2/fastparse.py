@@ -41,6 +41,15 @@ class Parsed:
                  "additional_data", "promised_stream_id", "depends_on", "stream_weight", "exclusive",
                  "pad_length")
 
+    # Set only by the frame types that carry them.
+    error_code: int
+    settings: dict[int, int]
+    window_increment: int
+    opaque_data: bytes
+    last_stream_id: int
+    additional_data: bytes
+    promised_stream_id: int
+
     def __init__(self) -> None:
         self.data = b""
         self.pad_length = 0

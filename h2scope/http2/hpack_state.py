@@ -194,7 +194,7 @@ class HeaderDecoder:
                 table.dynamic_entries.clear()
                 table.dynamic_entries.extend(entries)
                 table.generation, table.unknown_refs = gen, before_unknown
-                raw = self._decoder.decode(block, raw=True)
+                raw = self._decoder.decode(block, raw=True)  # type: ignore[assignment]
         except HPACKError as e:
             self.errors += 1
             self.lose_state()

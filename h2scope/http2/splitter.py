@@ -28,6 +28,10 @@ MAX_RESYNC_BUFFER = 1 << 20  # bytes kept while looking for frame boundaries
 _STREAM0 = (SETTINGS, PING, GOAWAY)
 _FIXED = {PING: 8, RST_STREAM: 4, PRIORITY: 5, WINDOW_UPDATE: 4}
 
+# One split frame: (header bytes, length, type, flags, stream id, payload, packet of its first
+# byte, damaged by a gap).
+RawFrame = tuple[bytes, int, int, int, int, bytes, int, bool]
+
 
 def plausible_frame_end(buf: bytes, i: int, max_len: int) -> Optional[int]:
     """End offset of the frame whose header starts at i, if the header is plausible."""
@@ -126,7 +130,7 @@ class FrameSplitter:
         self._want = 0
         return self._buf
 
-    def feed(self, data: bytes, packet: int) -> list:
+    def feed(self, data: bytes, packet: int) -> list[RawFrame]:
         """Frames completed by `data` (which arrived in `packet`)."""
         if self._preface:
             seen = self._held() + data
@@ -165,7 +169,7 @@ class FrameSplitter:
             buf = self._resync(buf, packet)
             if not self.synced:
                 return []
-        out = []
+        out: list[RawFrame] = []
         append = out.append
         n = len(buf)
         pos = 0

@@ -10,6 +10,7 @@ active client host, whatever the capture's size.
 from __future__ import annotations
 
 from collections import Counter, deque
+from functools import partial
 from typing import Callable, Optional
 
 from ..findings import Finding
@@ -118,13 +119,13 @@ class CancelStorm:
         det = self.per_conn.get(conn.id)
         if det is None:
             det = self.per_conn[conn.id] = StormDetector(
-                self.count, self.window_ns, lambda run, c=conn: self._conn_storm(c, run))
+                self.count, self.window_ns, partial(self._conn_storm, conn))
         det.add(r)
         host = conn.client.rsplit(":", 1)[0]
         hdet = self.per_host.get(host)
         if hdet is None:
             hdet = self.per_host[host] = StormDetector(
-                self.count, self.window_ns, lambda run, h=host: self._host_storm(h, run))
+                self.count, self.window_ns, partial(self._host_storm, host))
         hdet.add(r)
         self._fed += 1
         if not self._fed & 0x3FF:

@@ -8,6 +8,8 @@ client's cancel on every deadline), while frames after it are a zombie stream.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..findings import Finding
 from ..http2.constants import CONTINUATION, DATA, HEADERS, RST_STREAM, error_name
 from ..model import SIDE_NAMES
@@ -23,9 +25,9 @@ def check_stream(rec, conn, options) -> list[Finding]:
         return out
     grace = grace_ns(conn, options.grace_s)
     # When did each side send its first RST_STREAM on this stream?
-    rst_at = [None, None]
-    rst_pkt = [None, None]
-    rst_code = [None, None]
+    rst_at: list[Optional[int]] = [None, None]
+    rst_pkt: list[Optional[int]] = [None, None]
+    rst_code: list[Optional[int]] = [None, None]
     rst_at[rec.rst_by], rst_pkt[rec.rst_by], rst_code[rec.rst_by] = rec.rst_ns, rec.rst_packet, rec.rst_code
     for lf in rec.late:
         if lf.type == RST_STREAM and rst_at[lf.side] is None:
@@ -33,21 +35,24 @@ def check_stream(rec, conn, options) -> list[Finding]:
     for side in (0, 1):
         peer = 1 - side
         own = rst_at[side]
+        peer_at = rst_at[peer]
         frames = []
         for lf in rec.late:
             if lf.side != side or lf.type not in _PAYLOAD_TYPES:
                 continue
             if own is not None and lf.ts_ns > own:
                 frames.append((lf, "own"))
-            elif rst_at[peer] is not None and lf.ts_ns > rst_at[peer] + grace:
+            elif peer_at is not None and lf.ts_ns > peer_at + grace:
                 frames.append((lf, "peer"))
         if not frames:
             continue
         after_own = frames[0][1] == "own"
-        ref_ns = own if after_own else rst_at[peer]
+        ref_ns = own if after_own else peer_at
+        assert ref_ns is not None  # a frame counted only after a reset
         ref_pkt = rst_pkt[side] if after_own else rst_pkt[peer]
         reset_by = side if after_own else peer
-        code = error_name(rst_code[reset_by]) if rst_code[reset_by] is not None else "?"
+        reset_code = rst_code[reset_by]
+        code = error_name(reset_code) if reset_code is not None else "?"
         nbytes = sum(lf.length for lf, _ in frames if lf.type == DATA)
         ndata = sum(1 for lf, _ in frames if lf.type == DATA)
         window = frames[-1][0].ts_ns - ref_ns
@@ -63,8 +68,9 @@ def check_stream(rec, conn, options) -> list[Finding]:
                        f"{ms(window)} after the {SIDE_NAMES[peer]}'s RST_STREAM({code}) at packet {ref_pkt}"
                        f" (beyond the {ms(grace)} grace): it kept working on a cancelled call.")
         evidence = [ref_pkt] + [lf.packet for lf, _ in frames][:MAX_EVIDENCE]
-        in_grace = sum(1 for lf in rec.late if lf.side == side and lf.type in _PAYLOAD_TYPES
-                       and rst_at[peer] is not None and rst_at[peer] < lf.ts_ns <= rst_at[peer] + grace)
+        in_grace = 0 if peer_at is None else sum(
+            1 for lf in rec.late if lf.side == side and lf.type in _PAYLOAD_TYPES
+            and peer_at < lf.ts_ns <= peer_at + grace)
         out.append(Finding(
             kind=KIND, severity="error", conn=rec.conn, stream=rec.stream, ts_ns=frames[0][0].ts_ns,
             summary=summary, packets=sorted(set(p for p in evidence if p is not None)), method=rec.method,

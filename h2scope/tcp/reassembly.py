@@ -63,6 +63,25 @@ class StreamSink(Protocol):
     def on_end(self, ts_ns: int) -> None: ...
 
 
+class _Unattached:
+    """The sink of a connection before the tracker attaches its real one."""
+
+    def on_data(self, side: int, data: bytes, packet: int, ts_ns: int) -> None:
+        raise RuntimeError("no sink attached")
+
+    def on_gap(self, side: int, size: int, packet: int, ts_ns: int) -> None:
+        raise RuntimeError("no sink attached")
+
+    def on_close(self, side: int, how: str, packet: int, ts_ns: int) -> None:
+        raise RuntimeError("no sink attached")
+
+    def on_end(self, ts_ns: int) -> None:
+        raise RuntimeError("no sink attached")
+
+
+_UNATTACHED: StreamSink = _Unattached()
+
+
 class Direction:
     """One endpoint's byte stream towards the other."""
 
@@ -124,7 +143,7 @@ class TcpConnection:
         self.dirs = (Direction(), Direction())
         self.client_ep = 0
         self.role_source = "port-guess"
-        self.sink: Optional[StreamSink] = None
+        self.sink: StreamSink = _UNATTACHED
         self.first_packet = 0
         self.last_packet = 0
         self.start_ns = 0
@@ -535,6 +554,7 @@ class TcpTracker:
             d.history_bytes -= len(d.history.popleft()[1])
         d.offset += n
         d.delivered += n
+        assert d.next_seq is not None  # set by the segment that brought this data
         d.next_seq = (d.next_seq + n) & MASK
         conn.sink.on_data(ep ^ conn.client_ep, payload, number, ts_ns)
 
@@ -548,6 +568,7 @@ class TcpTracker:
         d.gap_count += 1
         d.gap_bytes += size
         d.offset = upto
+        assert d.next_seq is not None  # a gap is only ever found after a first segment
         d.next_seq = (d.next_seq + size) & MASK
         conn.sink.on_gap(ep ^ conn.client_ep, size, number, ts_ns)
 
