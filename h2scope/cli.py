@@ -43,12 +43,22 @@ examples:
 """
 
 
+class _Version(argparse.Action):
+    """--version, saying how this h2scope runs (importing the pipeline only when asked)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from .native import describe
+
+        parser.exit(message=f"h2scope {__version__} ({describe()})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .rules import KINDS
 
     parser = argparse.ArgumentParser(prog="h2scope", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"h2scope {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="show the version, and whether the hot path is compiled, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -167,11 +177,12 @@ def cmd_analyze(args) -> int:
     from .analysis import run
     from .parallel import auto_jobs, run_parallel
     from .report.json_report import JsonReport
-    from .report.text import TextReport
     from .results import Selection
 
     selection = Selection.from_args(args.conn, args.method, args.min_severity)
     if args.format == "text":
+        from .report.text import TextReport  # rich: about 40 ms of imports that JSON output skips
+
         report = TextReport(selection)
     else:
         report = JsonReport(selection, out=sys.stdout if args.format == "json" else None, headers=args.headers,

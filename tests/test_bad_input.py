@@ -277,6 +277,7 @@ def _syn(i: int) -> bytes:
     return g.ethernet_header(0x0800) + ip + tcp
 
 
+@pytest.mark.interpreted
 def test_a_port_scan_keeps_a_bounded_number_of_connections(tmp_path, monkeypatch):
     """Every SYN opens a connection; past MAX_OPEN the least recently active are ended early,
     every connection is still reported once, and the capture's warnings say so."""
@@ -306,13 +307,14 @@ def test_a_port_scan_keeps_a_bounded_number_of_connections(tmp_path, monkeypatch
     rep.write_json(r.capture.to_json())
     doc = json.loads(out.getvalue())
     assert doc["summary"]["connections"] == n == len({c["id"] for c in doc["connections"]})
-    assert most[0] <= 500 + 4096  # swept every 4,096 packets
+    assert 500 < most[0] <= 500 + 4096  # swept every 4,096 packets
     assert any("more than 500 TCP connections were open at once" in w for w in doc["capture"]["warnings"])
     flushed = [c for c in doc["connections"] if any("ended early" in note for note in c["notes"])]
     assert len(flushed) >= n - 500 - 4096
     assert all(c["close"] == "open" for c in flushed)
 
 
+@pytest.mark.interpreted
 def test_out_of_order_data_has_a_total_budget(tmp_path, monkeypatch):
     """Data held back behind holes counts against one budget over all connections; past it
     the fullest buffers are delivered with their holes as gaps, and the count stays exact."""

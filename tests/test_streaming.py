@@ -83,6 +83,7 @@ def test_text_report_caps_what_it_prints_and_counts_the_rest(monkeypatch):
     assert f"… and {count - 3} more {kind} findings" in page
 
 
+@pytest.mark.interpreted
 def test_closed_streams_leave_memory_after_the_linger(monkeypatch):
     """A connection keeps at most RECENT_CLOSED closed streams; older ones go to the sink
     while the connection is still open, and every stream still arrives exactly once."""

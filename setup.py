@@ -1,0 +1,41 @@
+"""Compiles the packet → frame → stream pipeline with mypyc, when it can.
+
+The modules in h2scope.native.COMPILED are ordinary, type-checked Python. mypyc turns them into C extensions
+with the same behaviour (tests/test_compiled.py compares the two on every stored capture):
+measured on W1-20MB, `analyze --format json --jobs 1` takes about a third less CPU
+compiled (benchmarks/README.md has the table). Everything else (CLI, rules, reports, TUI,
+check) stays interpreted: it runs once per stream or once per capture, not per packet.
+
+Set H2SCOPE_PURE_PYTHON=1 to install without compiling. Without mypy or a C compiler the
+extensions are skipped (setuptools' optional extensions) and h2scope runs as plain Python.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from h2scope.native import COMPILED  # noqa: E402  (the list lives with the code that reports it)
+
+
+def ext_modules() -> list:
+    if os.environ.get("H2SCOPE_PURE_PYTHON"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        return []
+    try:
+        exts = mypycify([name.replace(".", "/") + ".py" for name in COMPILED], opt_level="3", debug_level="0")
+    except (Exception, SystemExit) as e:  # mypyc exits on a type error: still install, uncompiled
+        print(f"h2scope: not compiling with mypyc ({e!r}); installing as plain Python", file=sys.stderr)
+        return []
+    for ext in exts:
+        ext.optional = True  # no compiler: install the pure-Python package instead of failing
+    return exts
+
+
+setup(ext_modules=ext_modules())
