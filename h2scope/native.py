@@ -28,6 +28,8 @@ COMPILED = (
     "h2scope.http2.constants",
     "h2scope.http2.detect",
     "h2scope.http2.fastparse",
+    "h2scope.http2.huffman",
+    "h2scope.http2.hpack_state",
     "h2scope.http2.splitter",
     "h2scope.http2.lifecycle",
     "h2scope.http2.connection",

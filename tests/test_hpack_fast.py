@@ -8,11 +8,12 @@ import copy
 
 import pytest
 from hpack import Encoder, HPACKError
+from hpack.huffman_table import decode_huffman
 from hypothesis import example, given, settings, strategies as st
 
 from conftest import capture_files
 from h2scope.analysis import decode
-from h2scope.http2 import hpack_state
+from h2scope.http2 import hpack_state, huffman
 from h2scope.http2.hpack_state import HeaderDecoder, error_text
 
 
@@ -35,6 +36,7 @@ def _fast_view(dec: HeaderDecoder, block: bytes):
     return [(bytes(n), bytes(v)) for n, v in got], list(mine._table.dynamic_entries)
 
 
+@pytest.mark.interpreted
 @pytest.mark.parametrize("path", capture_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_captured_block_decodes_as_hpack_decodes_it(path, monkeypatch):
     seen = [0]
@@ -96,3 +98,26 @@ def test_random_bytes_fall_back_to_hpack_wording(block):
         want, want_err = None, error_text(e)
     assert (got, err) == (want, want_err)
     assert err is None or "<memory" not in err
+
+
+def _hpack_huffman(data: bytes):
+    try:
+        return decode_huffman(data)
+    except HPACKError:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_huffman_matches_hpack_on_random_bytes(data):
+    assert huffman.decode(data) == _hpack_huffman(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_huffman_decodes_what_hpack_encodes(raw):
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    encoded = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(raw)
+    assert huffman.decode(encoded) == raw == _hpack_huffman(encoded)

@@ -16,45 +16,18 @@ Two additions to hpack's Decoder:
 from __future__ import annotations
 
 import re
-
 from typing import Optional
 
 from hpack import Decoder, HPACKError
-from hpack.huffman_table import decode_huffman
 from hpack.table import HeaderTable
 
-UNKNOWN = "<unknown: HPACK state not in the capture>"
-_UNKNOWN_B = UNKNOWN.encode()
+from . import huffman
+from .hpack_table import UNKNOWN, ObserverTable
+
+__all__ = ["UNKNOWN", "HeaderDecoder", "error_text"]
+
 MEMO_MAX = 256  # per direction; DESIGN.md saw 13 distinct blocks in a grpcio load, and a
 # memo full of blocks that never repeat (W2, W4) held 12.7 MB of header lists on W4-20MB
-
-
-class ObserverTable(HeaderTable):
-    """A HeaderTable that counts its changes and can resolve unknown entries."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.generation = 0
-        self.partial = False
-        self.unknown_refs = 0
-
-    def get_by_index(self, index: int) -> tuple[bytes, bytes]:
-        try:
-            return super().get_by_index(index)
-        except HPACKError:
-            if self.partial and index > HeaderTable.STATIC_TABLE_LENGTH:
-                self.unknown_refs += 1
-                return (_UNKNOWN_B, _UNKNOWN_B)
-            raise
-
-    def add(self, name: bytes, value: bytes) -> None:
-        self.generation += 1
-        super().add(name, value)
-
-    @HeaderTable.maxsize.setter  # type: ignore[attr-defined]
-    def maxsize(self, newmax: int) -> None:
-        self.generation += 1
-        HeaderTable.maxsize.fset(self, newmax)  # type: ignore[attr-defined]
 
 
 _STATIC = HeaderTable.STATIC_TABLE
@@ -76,12 +49,10 @@ class _Slow(Exception):
 
 
 def huffman_decode(data: bytes) -> bytes:
-    # A byte-wise table folded from hpack's nibble machine decoded 7% faster on W2-20MB but
-    # took 0.4 s to build at start: not kept. hpack's decoder it is.
-    try:
-        return decode_huffman(data)
-    except HPACKError:
-        raise _Slow from None
+    out = huffman.decode(data)
+    if out is None:
+        raise _Slow  # hpack's decoder words the error
+    return out
 
 
 def _integer(block: bytes, i: int, mask: int) -> tuple[int, int]:
