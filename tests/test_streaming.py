@@ -196,8 +196,9 @@ def test_hand_built_stream_json_is_json_dumps_byte_for_byte():
 def test_hand_built_stream_json_handles_any_text(method, message, metadata, end_ns, reset):
     from h2scope.model import StreamRecord
 
-    rec = StreamRecord(conn=3, stream=7, start_ns=1_795_443_061_048_817_123, start_packet=5, method=method,
-                       grpc_message=message, metadata=metadata, end_ns=end_ns, grpc=True, grpc_status=4)
+    rec = StreamRecord(conn=3, stream=7, start_ns=1_795_443_061_048_817_123, start_packet=5)
+    rec.method, rec.grpc_message, rec.metadata, rec.end_ns = method, message, metadata, end_ns
+    rec.grpc, rec.grpc_status = True, 4
     if reset:
         rec.rst_by, rec.rst_code, rec.rst_ns, rec.rst_packet = 0, 8, 1_795_443_061_148_817_123, 9
     rec.message_sizes = [[1, 2, 3], []]
@@ -216,8 +217,8 @@ def test_method_table_durations_stay_bounded_and_close(monkeypatch):
     exact, bounded = tables.MethodStats(), tables.MethodStats()
     monkeypatch.setattr(tables, "EXACT_PER_METHOD", 10**9)
     for i in range(3000):
-        rec = StreamRecord(conn=0, stream=2 * i + 1, start_ns=0, start_packet=1, method="/a.B/C",
-                           end_ns=int(rng.lognormvariate(16, 1.2)))
+        rec = StreamRecord(conn=0, stream=2 * i + 1, start_ns=0, start_packet=1)
+        rec.method, rec.end_ns = "/a.B/C", int(rng.lognormvariate(16, 1.2))
         exact.add(rec, False, 0)
         monkeypatch.setattr(tables, "EXACT_PER_METHOD", 500)
         bounded.add(rec, False, 0)
