@@ -30,7 +30,7 @@ def decode(data: bytes) -> Optional[bytes]:
     out = bytearray()
     state = 0
     flags = 0
-    for byte in data:
+    for byte in data:  # high nibble, then low: unrolled as hpack does, no tuple per byte
         i = state * 16 + (byte >> 4)
         flags = _FLAGS[i]
         if flags & _FAIL:
