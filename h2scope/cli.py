@@ -49,7 +49,8 @@ class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         from .native import describe
 
-        parser.exit(message=f"h2scope {__version__} ({describe()})\n")
+        print(f"h2scope {__version__} ({describe()})")  # stdout, like argparse's own version action
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

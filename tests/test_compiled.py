@@ -94,3 +94,15 @@ def test_the_pure_switch_loads_every_module_from_source():
             "print(compiled_modules(), all(m.__file__.endswith('.py') for m in mods))")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["[]", "True"]
+
+
+def test_version_says_how_h2scope_runs():
+    exe = str(Path(sys.executable).with_name("h2scope"))
+    env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
+    r = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == ""
+    n = len(compiled_modules())
+    expected = f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc" if n else "pure Python"
+    assert r.stdout == f"h2scope 0.1.0 ({expected})\n"
+    r = subprocess.run([exe, "--version"], env={**env, PURE_ENV: "1"}, capture_output=True, text=True)
+    assert r.stdout == f"h2scope 0.1.0 (pure Python: {PURE_ENV} is set)\n"
