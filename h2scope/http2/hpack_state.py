@@ -22,9 +22,7 @@ from hpack import Decoder, HPACKError
 from hpack.table import HeaderTable
 
 from . import huffman
-from .hpack_table import UNKNOWN, ObserverTable
-
-__all__ = ["UNKNOWN", "HeaderDecoder", "error_text"]
+from .hpack_table import ObserverTable
 
 MEMO_MAX = 256  # per direction; DESIGN.md saw 13 distinct blocks in a grpcio load, and a
 # memo full of blocks that never repeat (W2, W4) held 12.7 MB of header lists on W4-20MB
