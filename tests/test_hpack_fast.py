@@ -87,6 +87,7 @@ def test_generated_blocks_match_hpack(lists, huffman, table_size, sensitive):
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=64))
 @example(b"\xff\x80\x80\x80\x80\x80\x00")  # hpack's message for it carries a memory address
+@example(b"?\x80 ")  # a table size update to 4127: hpack accepts it, h2scope flags it
 def test_random_bytes_fall_back_to_hpack_wording(block):
     ours = HeaderDecoder()
     lib = copy.deepcopy(ours._decoder)  # configured as h2scope configures it
@@ -96,6 +97,11 @@ def test_random_bytes_fall_back_to_hpack_wording(block):
         want_err = None
     except (HPACKError, IndexError, ValueError) as e:
         want, want_err = None, error_text(e)
+    if want_err is None and err is not None:
+        # hpack (set up to accept any size) took the block; h2scope still reports a table grown
+        # past the decoding side's announced SETTINGS_HEADER_TABLE_SIZE, as a violation.
+        assert err.startswith("dynamic table size ") and "exceeds the announced" in err, err
+        err = None
     assert (got, err) == (want, want_err)
     assert err is None or "<memory" not in err
 
