@@ -91,3 +91,18 @@ def test_the_violations_capture_exercises_rejections(monkeypatch):
        st.binary(max_size=48))
 def test_fastparse_equals_hyperframe_on_fuzzed_frames(ftype, flags, sid, payload):
     _same(ftype, flags, sid, payload)
+
+
+@pytest.mark.parametrize("ftype, flags, payload", [
+    # PADDED|PRIORITY HEADERS whose padding reaches into the priority fields' room: the
+    # data slice ends before it starts. Compiled with mypyc, that slice raised SystemError.
+    (1, 0x28, bytes([5]) + bytes(6)),
+    (1, 0x28, bytes([2]) + b"\x00\x00\x00\x03\x10\x00"),
+    # PADDED PUSH_PROMISE whose padding covers the promised stream id.
+    (5, 0x08, bytes([4]) + b"\x00\x00\x00\x02" + bytes(1)),
+])
+def test_padding_past_the_fixed_fields_parses_as_hyperframe_does(ftype, flags, payload):
+    _same(ftype, flags, 1, payload)
+    theirs = _hyperframe(ftype, flags, 1, payload)
+    assert theirs is not None and bytes(theirs.data) == b""  # accepted, with no header block
+    assert fastparse.from_hyperframe(theirs).data == b""

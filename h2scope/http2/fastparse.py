@@ -34,12 +34,14 @@ class FrameError(Exception):
     """The frame is one hyperframe would reject."""
 
 
+PARSED_FIELDS = ("data", "error_code", "settings", "window_increment", "opaque_data", "last_stream_id",
+                 "additional_data", "promised_stream_id", "depends_on", "stream_weight", "exclusive", "pad_length")
+
+
 class Parsed:
     """The fields h2scope reads from a frame body (the hyperframe attribute names)."""
 
-    __slots__ = ("data", "error_code", "settings", "window_increment", "opaque_data", "last_stream_id",
-                 "additional_data", "promised_stream_id", "depends_on", "stream_weight", "exclusive",
-                 "pad_length")
+    __slots__ = PARSED_FIELDS
 
     # Set only by the frame types that carry them.
     error_code: int
@@ -56,6 +58,18 @@ class Parsed:
         self.depends_on = 0
         self.stream_weight = 0
         self.exclusive = False
+
+
+def from_hyperframe(frame: object) -> Parsed:
+    """The same fields from a frame hyperframe parsed (only where fastparse rejected a frame
+    that hyperframe took, which tests/test_fastparse.py finds never happens), so that the
+    decoder reads one compiled class."""
+    p = Parsed()
+    for name in PARSED_FIELDS:
+        if hasattr(frame, name):
+            value = getattr(frame, name)
+            setattr(p, name, bytes(value) if isinstance(value, memoryview) else value)
+    return p
 
 
 def _pad_length(payload: bytes, n: int) -> int:
@@ -101,7 +115,9 @@ def parse(ftype: int, flags: int, sid: int, payload: bytes) -> Parsed:
             start = off
         if pad and pad >= rest:
             raise FrameError
-        p.data = payload[start:n - pad] if (start or pad) else payload
+        # Clamped: compiled, a bytes slice whose end falls before its start raises SystemError
+        # (mypyc's CPyBytes_GetSlice passes the negative length on) where Python gives b"".
+        p.data = payload[start:max(start, n - pad)] if (start or pad) else payload
     elif ftype == RST_STREAM:
         if n != 4:
             raise FrameError
@@ -143,7 +159,7 @@ def parse(ftype: int, flags: int, sid: int, payload: bytes) -> Parsed:
         if pad and pad >= n:
             raise FrameError
         p.promised_stream_id = promised
-        p.data = payload[off + 4:n - pad]
+        p.data = payload[off + 4:max(off + 4, n - pad)]  # clamped, as for HEADERS
     elif ftype == CONTINUATION:
         p.data = payload
     else:
