@@ -30,8 +30,10 @@ from .constants import (
     SETTINGS_MAX_FRAME_SIZE, WINDOW_UPDATE, error_name, flag_names, type_name,
 )
 from . import fastparse
+from .fastparse import Parsed
 from .hpack_state import HeaderDecoder
-from .lifecycle import State, data_event, end_event, header_event, rst_event, transition
+from .lifecycle import (CLOSED, HALF_CLOSED_CLIENT, IDLE, OPEN, RESERVED, STATE_NAMES, data_event, end_event,
+                        header_event, rst_event, transition)
 from .splitter import FrameSplitter
 
 PROBE_BYTES = 64 * 1024  # held back per connection while judging roles from HTTP/2 headers
@@ -78,7 +80,7 @@ class LiveStream:
 
     def __init__(self, rec: StreamRecord, window_c: int, window_s: int) -> None:
         self.rec = rec
-        self.state = State.IDLE
+        self.state: int = IDLE
         self.msgs = (MessageSplitter(), MessageSplitter())
         self.window = [window_c, window_s]  # what each side may still send
         self.stall: list[Optional[Stall]] = [None, None]
@@ -361,7 +363,7 @@ class H2Observer:
                 headers.append((name, value))
         ls = self._open_stream(1, req_packet, req_ts)
         self._request_headers(ls.rec, headers)
-        ls.state = State.HALF_CLOSED_CLIENT
+        ls.state = HALF_CLOSED_CLIENT
         ls.ended[CLIENT] = True
         ls.rec.end_stream_ns[CLIENT] = req_ts
         ls.rec.end_stream_packet[CLIENT] = req_packet
@@ -449,7 +451,7 @@ class H2Observer:
                     ctx.conn_frames.setdefault(self.conn_id, []).append(record)
 
     def _parse(self, side: int, header: bytes, payload: bytes, ftype: int, flags: int, sid: int, packet: int,
-               ts_ns: int):
+               ts_ns: int) -> Optional[Parsed]:
         if ftype > CONTINUATION:
             return None  # unknown types are ignored (RFC 9113 §4.1), not rejected
         try:
@@ -459,7 +461,7 @@ class H2Observer:
         try:
             frame, _ = Frame.parse_frame_header(memoryview(header))
             frame.parse_body(memoryview(payload))
-            return frame
+            return fastparse.from_hyperframe(frame)
         except HyperframeError as e:
             self._violation(packet, ts_ns, side, sid or None,
                             f"malformed {type_name(ftype)} frame ({len(payload)} bytes): {e}")
@@ -486,7 +488,8 @@ class H2Observer:
         self.streams_seen += 1
         return ls
 
-    def _lookup(self, side: int, sid: int, ftype: int, packet: int, ts_ns: int):
+    def _lookup(self, side: int, sid: int, ftype: int, packet: int,
+                ts_ns: int) -> tuple[Optional[LiveStream], Optional[StreamRecord]]:
         """(live stream or None, closed record or None) for a frame on `sid`."""
         ls = self.live.get(sid)
         if ls is not None:
@@ -499,7 +502,7 @@ class H2Observer:
             return None, None  # closed long ago and released
         if self.partial:
             ls = self._open_stream(sid, packet, ts_ns, partial=True)
-            ls.state = State.OPEN
+            ls.state = OPEN
             for s in (CLIENT, SERVER):
                 ls.msgs[s].lose()
                 ls.rec.messages_known[s] = False
@@ -520,19 +523,19 @@ class H2Observer:
         if g is not None and sid > g.last_stream_id and ts_ns >= g.ts_ns:
             self._after_goaway(g, side, sid, ftype, packet, ts_ns, new_stream=False)
 
-    def _transition(self, ls: LiveStream, event, side: int, packet: int, ts_ns: int) -> bool:
+    def _transition(self, ls: LiveStream, event: int, side: int, packet: int, ts_ns: int) -> bool:
         nxt, err = transition(ls.state, event)
         if err is not None:
             self._violation(packet, ts_ns, side, ls.rec.stream, err)
             return False
         ls.state = nxt
-        if nxt is State.CLOSED:
+        if nxt == CLOSED:
             self._close_stream(ls, packet, ts_ns)
         return True
 
     def _close_stream(self, ls: LiveStream, packet: int, ts_ns: int, reason: Optional[str] = None) -> None:
         rec = ls.rec
-        rec.state = ls.state.value
+        rec.state = STATE_NAMES[ls.state]
         rec.end_ns = ts_ns
         rec.end_packet = packet
         if reason is None:
@@ -569,8 +572,8 @@ class H2Observer:
         else:
             rec.late_dropped += 1
 
-    def _data(self, side: int, sid: int, length: int, flags: int, frame, packet: int, first_packet: int,
-              ts_ns: int, damaged: bool) -> None:
+    def _data(self, side: int, sid: int, length: int, flags: int, frame: Optional[Parsed], packet: int,
+              first_packet: int, ts_ns: int, damaged: bool) -> None:
         if not sid:
             return  # hyperframe already reported DATA on stream 0
         ls, rec = self._lookup(side, sid, DATA, packet, ts_ns)
@@ -627,8 +630,8 @@ class H2Observer:
             self._violation(packet, ts_ns, side, sid,
                             f"{name} on stream {sid} after this endpoint's own END_STREAM (STREAM_CLOSED, RFC 9113 §5.1)")
 
-    def _headers(self, side: int, sid: int, flags: int, frame, packet: int, first_packet: int, ts_ns: int,
-                 record: Optional[dict]) -> None:
+    def _headers(self, side: int, sid: int, flags: int, frame: Optional[Parsed], packet: int, first_packet: int,
+                 ts_ns: int, record: Optional[dict]) -> None:
         if not sid:
             return
         block = bytes(frame.data) if frame is not None else None
@@ -676,7 +679,7 @@ class H2Observer:
         else:
             self.pending_block[side] = [sid, [block], rec, promised]
 
-    def _continuation(self, side: int, sid: int, flags: int, frame, packet: int, ts_ns: int,
+    def _continuation(self, side: int, sid: int, flags: int, frame: Optional[Parsed], packet: int, ts_ns: int,
                       record: Optional[dict]) -> None:
         pending = self.pending_block[side]
         if pending is None:
@@ -775,8 +778,8 @@ class H2Observer:
         if message is not None:
             rec.grpc_message = decode_grpc_message(message)
 
-    def _push_promise(self, side: int, sid: int, flags: int, frame, packet: int, first_packet: int, ts_ns: int,
-                      record: Optional[dict]) -> None:
+    def _push_promise(self, side: int, sid: int, flags: int, frame: Parsed, packet: int, first_packet: int,
+                      ts_ns: int, record: Optional[dict]) -> None:
         promised = frame.promised_stream_id
         if record is not None:
             record["promised_stream_id"] = promised
@@ -787,7 +790,7 @@ class H2Observer:
         else:
             self.max_stream[SERVER] = promised
             pls = self._open_stream(promised, first_packet, ts_ns)
-            pls.state = State.RESERVED
+            pls.state = RESERVED
         self._block(side, sid, flags, bytes(frame.data), None, packet, ts_ns, record, promised)
 
     def _rst(self, side: int, sid: int, code: int, packet: int, ts_ns: int) -> None:
@@ -886,7 +889,7 @@ class H2Observer:
         elif len(self.pings) < 64:
             self.pings[(side, opaque)] = ts_ns
 
-    def _goaway(self, side: int, frame, packet: int, ts_ns: int) -> None:
+    def _goaway(self, side: int, frame: Parsed, packet: int, ts_ns: int) -> None:
         last = frame.last_stream_id
         debug = bytes(frame.additional_data).decode("utf-8", "replace")
         g = Goaway(side, packet, ts_ns, last, frame.error_code, debug)
