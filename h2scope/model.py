@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import json.encoder
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Final, Optional
 
 from .grpc.status import status_name
 from .http2.constants import error_name
@@ -34,16 +34,76 @@ def _jdumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+# Strings a stream's JSON repeats call after call (method, authority, state, status name,
+# outcome...), each JSON-encoded once. Bounded: cleared when full, so unique values (a W2-style
+# grpc-message per call) cost one dict insert each and no memory.
+_JSTR_CACHE: dict[str, str] = {}
+_JSTR_CACHE_MAX: Final = 4096
+
+
 def _jstr(v: Optional[str]) -> str:
-    return "null" if v is None else _encode_str(v)
+    if v is None:
+        return "null"
+    out = _JSTR_CACHE.get(v)
+    if out is None:
+        out = _encode_str(v)
+        if len(_JSTR_CACHE) >= _JSTR_CACHE_MAX:
+            _JSTR_CACHE.clear()
+        _JSTR_CACHE[v] = out
+    return out
 
 
 def _jint(v: Optional[int]) -> str:
     return "null" if v is None else str(v)
 
 
+# Nanosecond counts whose seconds take the shortcut below: 1e-4 s up to 4e9 s (the year 2096).
+# Both limits fit mypyc's unboxed ints (below 2**62).
+_SEC_FAST_MIN: Final = 100_000
+_SEC_FAST_MAX: Final = 4_000_000_000_000_000_000
+
+
 def _jsec(ns: Optional[int]) -> str:
-    return "null" if ns is None else float.__repr__(ns / 1e9)
+    """repr(ns / 1e9), byte for byte, mostly without float repr (Python's dtoa was 8% of
+    `analyze --format json` on W1, four times per stream).
+
+    Why the shortcut is exact: below 2**33 a float's spacing is under 1e-6, so at most one
+    decimal with six or fewer fractional digits rounds to x = ns / 1e9. If the microsecond
+    decimal `us / 1e6` does (an IEEE division of exact operands is correctly rounded, as the
+    parse of that decimal is), it is the shortest string that round-trips, which is what repr
+    prints; from 1e-4 up repr uses fixed notation. Otherwise repr decides.
+    tests/test_model_json.py holds it to repr."""
+    if ns is None:
+        return "null"
+    if _SEC_FAST_MIN <= ns < _SEC_FAST_MAX:
+        us = (ns + 500) // 1000
+        if us / 1e6 == ns / 1e9:
+            whole = us // 1_000_000
+            frac = us % 1_000_000
+            if frac == 0:
+                return str(whole) + ".0"
+            return str(whole) + "." + str(frac + 1_000_000)[1:].rstrip("0")
+    return float.__repr__(ns / 1e9)
+
+
+# "method", "service" and "rpc" of a :path, as JSON, per distinct :path (bounded like _JSTR_CACHE).
+_METHOD_JSON: dict[str, str] = {}
+
+
+def _method_json(method: Optional[str]) -> str:
+    if method is None:
+        return '"method":null,"service":null,"rpc":null'
+    out = _METHOD_JSON.get(method)
+    if out is None:
+        service = rpc = None
+        if method.count("/") >= 2:
+            head, rpc = method.rsplit("/", 1)
+            service = head.lstrip("/")
+        out = '"method":' + _encode_str(method) + ',"service":' + _jstr(service) + ',"rpc":' + _jstr(rpc)
+        if len(_METHOD_JSON) >= _JSTR_CACHE_MAX:
+            _METHOD_JSON.clear()
+        _METHOD_JSON[method] = out
+    return out
 
 
 def _jmeta(d: dict) -> str:
@@ -339,32 +399,31 @@ class StreamRecord:
     def compact_json_after_conn(self, headers: bool = False) -> str:
         """json.dumps(to_json(headers) without "conn", separators=(",", ":"), ensure_ascii=False),
         less its opening brace: byte for byte (tests/test_streaming.py holds them equal), built
-        directly. Building the dict and encoding it took 1.2 s of 7.6 s profiled on
-        W1-20MB --format json; building the string: `analyze --format json --jobs 1` on
-        W1-20MB 3.42 s -> 3.13 s (best of 3)."""
-        s, n, f = _jstr, _jint, _jsec
+        directly. Building the dict and encoding it took 1.2 s of 7.6 s profiled on W1-20MB
+        --format json; building the string: `analyze --format json --jobs 1` on W1-20MB
+        3.42 s -> 3.13 s (best of 3). The helpers are called by their module names: bound to
+        locals, compiled code calls them as Python objects and boxes every argument."""
         ms = self.messages_known
         parts = [
-            '"stream":', str(self.stream), ',"method":', s(self.method), ',"service":', s(self.service),
-            ',"rpc":', s(self.rpc), ',"grpc":', "true" if self.grpc else "false",
-            ',"start":', f(self.start_ns), ',"end":', f(self.end_ns),
-            ',"start_packet":', n(self.start_packet), ',"end_packet":', n(self.end_packet),
-            ',"state":', s(self.state), ',"partial":', "true" if self.partial else "false",
-            ',"http_method":', s(self.http_method), ',"authority":', s(self.authority),
-            ',"content_type":', s(self.content_type), ',"grpc_encoding":', s(self.grpc_encoding),
-            ',"grpc_timeout":', s(self.grpc_timeout), ',"timeout":', f(self.timeout_ns),
-            ',"deadline":', f(self.deadline_ns), ',"http_status":', n(self.http_status),
-            ',"grpc_status":', n(self.grpc_status),
-            ',"grpc_status_name":', s(status_name(self.grpc_status) if self.grpc_status is not None else None),
-            ',"grpc_message":', s(self.grpc_message),
+            '"stream":', str(self.stream), ",", _method_json(self.method), ',"grpc":', "true" if self.grpc else "false",
+            ',"start":', _jsec(self.start_ns), ',"end":', _jsec(self.end_ns),
+            ',"start_packet":', _jint(self.start_packet), ',"end_packet":', _jint(self.end_packet),
+            ',"state":', _jstr(self.state), ',"partial":', "true" if self.partial else "false",
+            ',"http_method":', _jstr(self.http_method), ',"authority":', _jstr(self.authority),
+            ',"content_type":', _jstr(self.content_type), ',"grpc_encoding":', _jstr(self.grpc_encoding),
+            ',"grpc_timeout":', _jstr(self.grpc_timeout), ',"timeout":', _jsec(self.timeout_ns),
+            ',"deadline":', _jsec(self.deadline_ns), ',"http_status":', _jint(self.http_status),
+            ',"grpc_status":', _jint(self.grpc_status),
+            ',"grpc_status_name":', _jstr(status_name(self.grpc_status) if self.grpc_status is not None else None),
+            ',"grpc_message":', _jstr(self.grpc_message),
             ',"trailers_only":', "true" if self.trailers_only else "false",
             ',"status_after_reset":', "true" if self.status_after_reset else "false",
-            ',"outcome":', s(self.outcome), ',"end_reason":', s(self.end_reason),
+            ',"outcome":', _jstr(self.outcome), ',"end_reason":', _jstr(self.end_reason),
             ',"rst":', "null" if self.rst_by is None else _jdumps(self.rst_json()),
             ',"resets":', str(self.rst_count), ',"late_frames_not_listed":', str(self.late_dropped),
             ',"frames":', _pair(self.frames), ',"data_bytes":', _pair(self.data_bytes),
-            ',"messages":{"c2s":', n(self.messages[0]) if ms[0] else "null",
-            ',"s2c":', n(self.messages[1]) if ms[1] else "null",
+            ',"messages":{"c2s":', _jint(self.messages[0]) if ms[0] else "null",
+            ',"s2c":', _jint(self.messages[1]) if ms[1] else "null",
             '},"message_bytes":', _pair(self.message_bytes),
             ',"compressed_messages":', _pair(self.compressed_messages),
             ',"message_sizes":{"c2s":[', ",".join(map(str, self.message_sizes[0])),

@@ -1,0 +1,54 @@
+"""The stream JSON's hand-written encoders against what json.dumps and float repr print."""
+
+import json
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from h2scope.model import _SEC_FAST_MAX, _SEC_FAST_MIN, _jsec, _jstr, _method_json
+
+
+def _want(ns):
+    return "null" if ns is None else json.dumps(ns / 1e9)
+
+
+def test_seconds_match_repr_across_a_million_timestamps():
+    rng = random.Random(20261123)
+    edges = [None, 0, 1, 999, 1000, 99_999, 100_000, 100_001, 500, 499_999_999, 1_000_000_000,
+             _SEC_FAST_MIN - 1, _SEC_FAST_MIN, _SEC_FAST_MAX - 1, _SEC_FAST_MAX, _SEC_FAST_MAX + 1,
+             -1, -1_000_000_000, 10**22, 1_000_000_000_000_000_000, 999_999_999_999_999_999]
+    values = list(edges)
+    for _ in range(250_000):
+        values.append(rng.randrange(1_500_000_000 * 10**9, 2_100_000_000 * 10**9))  # epochs
+        values.append(rng.randrange(1_795_000_000 * 10**9, 1_795_000_001 * 10**9, 1000))  # microsecond clocks
+        values.append(rng.randrange(0, 100 * 10**9))  # timeouts and durations
+        values.append(rng.randrange(0, 10**6) * 10**rng.randrange(0, 13))  # round numbers
+    for ns in values:
+        assert _jsec(ns) == _want(ns), ns
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.integers(-10**20, 10**20), st.integers(0, 10**12), st.none()))
+def test_seconds_match_repr_for_any_integer(ns):
+    assert _jsec(ns) == _want(ns)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_strings_match_json_dumps_cached_or_not(text):
+    assert _jstr(text) == json.dumps(text, ensure_ascii=False)
+    assert _jstr(text) == json.dumps(text, ensure_ascii=False)  # second time from the cache
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.none(), st.text(alphabet="/ab.é\"", max_size=12)))
+def test_method_service_rpc_match_the_properties(method):
+    from h2scope.model import StreamRecord
+
+    rec = StreamRecord(0, 1, 0, 1)
+    rec.method = method
+    want = json.dumps({"method": rec.method, "service": rec.service, "rpc": rec.rpc},
+                      ensure_ascii=False, separators=(",", ":"))[1:-1]
+    assert _method_json(method) == want
+    assert _method_json(method) == want
