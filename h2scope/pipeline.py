@@ -66,19 +66,17 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
     info = CaptureInfo(path=path)
     decoder = LinkDecoder()
     tracker = TcpTracker(sink_factory, ooo_cap=ooo_cap, on_finished=on_finished)
-    decode = decoder.decode
-    feed = tracker.feed
     tcp_packets = 0
     with CaptureReader(path) as reader:
         info.format = reader.format
         info.compressed = reader.compressed
         try:
             for number, ts_ns, linktype, data, _orig in reader:
-                seg = decode(linktype, data)
+                seg = decoder.decode(linktype, data)
                 if seg is not None:
                     tcp_packets += 1
                     if keep is None or keep(seg):
-                        feed(number, ts_ns, seg)
+                        tracker.feed(number, ts_ns, seg)
                 if not number & 0xFFF:
                     tracker.sweep()
                     if progress is not None:

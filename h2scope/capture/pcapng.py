@@ -73,7 +73,6 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
     """Yield (number, ts_ns, linktype, data, orig_len), keeping the reader's packet count and
     first/last timestamps current (records that are not packets are numbered, not timed)."""
     src = reader.source
-    take = src.take
     endian = "<"
     interfaces: list[Interface] = []
     pending_type: bytes | None = magic
@@ -114,7 +113,7 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
                         last = ts_ns
                         yield number, ts_ns, linktype, buf[pos + 28:pos + 28 + caplen], orig
                         continue
-                type_bytes = take(4)
+                type_bytes = src.take(4)
             if len(type_bytes) < 4:
                 if type_bytes:
                     reader.fail_or_warn("capture is cut short inside a block header")
@@ -122,7 +121,7 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
             block_offset = src.offset - 4
             if type_bytes == b"\x0a\x0d\x0d\x0a":
                 # A Section Header Block: byte order comes from its own magic, read before its length.
-                rest = take(8)
+                rest = src.take(8)
                 if len(rest) < 8:
                     reader.fail_or_warn("capture is cut short inside a section header")
                     return
@@ -138,7 +137,7 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
                 if length < 28 or length % 4 or length > MAX_BLOCK:
                     reader.fail_or_warn(f"section header at offset {block_offset} has an impossible length {length}")
                     return
-                body = take(length - 12)
+                body = src.take(length - 12)
                 if len(body) < length - 12:
                     reader.fail_or_warn("capture is cut short inside a section header")
                     return
@@ -150,7 +149,7 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
                 u32 = struct.Struct(endian + "I").unpack_from
                 continue
             (btype,) = struct.unpack(endian + "I", type_bytes)
-            lb = take(4)
+            lb = src.take(4)
             if len(lb) < 4:
                 reader.fail_or_warn("capture is cut short inside a block header")
                 return
@@ -158,7 +157,7 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
             if length < 12 or length % 4 or length > MAX_BLOCK:
                 reader.fail_or_warn(f"block at offset {block_offset} has an impossible length {length}")
                 return
-            body = take(length - 8)
+            body = src.take(length - 8)
             if len(body) < length - 8:
                 reader.fail_or_warn(f"capture is cut short inside the block at offset {block_offset}")
                 return

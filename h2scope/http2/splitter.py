@@ -170,7 +170,6 @@ class FrameSplitter:
             if not self.synced:
                 return []
         out: list[RawFrame] = []
-        append = out.append
         n = len(buf)
         pos = 0
         unpack = _HDR_FAST
@@ -184,7 +183,7 @@ class FrameSplitter:
             if end > n:
                 want = end - pos
                 break
-            append((buf[pos:start], lt >> 8, lt & 0xFF, flags, sid & 0x7FFFFFFF, buf[start:end], first, damaged))
+            out.append((buf[pos:start], lt >> 8, lt & 0xFF, flags, sid & 0x7FFFFFFF, buf[start:end], first, damaged))
             damaged = False
             pos = end
             first = packet
