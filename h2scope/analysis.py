@@ -66,7 +66,7 @@ def run(path: str, sink: Sink, options: Optional[Options] = None, *, rules: bool
 
 
 def decode_capture(path: str, ctx: DecodeContext, options: Options, *, progress: Optional[ProgressFn] = None,
-                   keep: Optional[Callable[[tuple], bool]] = None,
+                   part: int = 0, parts: int = 1,
                    tick: Optional[Callable[[int], None]] = None) -> CaptureInfo:
     """The decoding half of a run, shared with parallel workers."""
 
@@ -74,7 +74,7 @@ def decode_capture(path: str, ctx: DecodeContext, options: Options, *, progress:
         ctx.capture_ended = True
 
     return run_capture(path, lambda tcp: H2Observer(tcp, ctx), ooo_cap=options.ooo_cap, progress=progress,
-                       at_end=at_end, keep=keep, tick=tick)
+                       at_end=at_end, part=part, parts=parts, tick=tick)
 
 
 def _analysis(path: str, options: Optional[Options], rules: bool, on_frame, progress) -> Analysis:

@@ -1,7 +1,7 @@
 """Both cores: worker processes decode disjoint sets of TCP connections, the parent merges.
 
-Every worker reads the whole capture (reading and link decoding are a fifth of the work)
-and keeps the connections whose port sum falls to it; each runs the same Emitter as a
+Every worker reads the whole capture and keeps the connections whose port sum falls to it
+(other workers' packets are recognised from a few header bytes, not decoded); each runs the same Emitter as a
 single process and sends its events to the parent in batches. Events carry the packet
 being processed, so the parent merges the workers' event streams into capture order and
 feeds one Assembler: connection ids, cross-connection rules (cancel storms over a client
@@ -68,9 +68,6 @@ def _worker(index: int, jobs: int, path: str, options, sink: Sink, rules: bool, 
 
     emitter = Emitter(options, sink, out, rules=rules)
 
-    def keep(seg: tuple) -> bool:
-        return (seg[1] + seg[3]) % jobs == index
-
     def tick(number: int) -> None:
         # Nothing this worker emits from now on comes before `number`: lets the parent go on
         # merging while this worker's connections are quiet.
@@ -83,7 +80,7 @@ def _worker(index: int, jobs: int, path: str, options, sink: Sink, rules: bool, 
 
     try:
         ctx = DecodeContext(emitter, decode_as=options.decode_as, keep_frames=False)
-        info = decode_capture(path, ctx, options, progress=progress, keep=keep, tick=tick)
+        info = decode_capture(path, ctx, options, progress=progress, part=index, parts=jobs, tick=tick)
         batch.append((END, info, ctx.total_frames))
         flush()
     except CaptureError as e:

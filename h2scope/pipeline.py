@@ -54,14 +54,15 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
                 ooo_cap: int = DEFAULT_OOO_CAP,
                 progress: Optional[ProgressFn] = None,
                 at_end: Optional[Callable[[], None]] = None,
-                keep: Optional[Callable[[tuple], bool]] = None,
+                part: int = 0, parts: int = 1,
                 tick: Optional[Callable[[int], None]] = None) -> CaptureInfo:
     """Stream one capture through link decoding and TCP reassembly into per-connection sinks.
 
     `progress`, when given, is called with the number of capture bytes read so far every
     few thousand packets (the CLI turns it into a progress bar on a TTY). A parallel worker
-    passes `keep`, which says which TCP segments are its connections', and `tick`, called
-    with the packet number as often as `progress`.
+    passes `part` of `parts`: it keeps the TCP segments whose port sum modulo `parts` is
+    `part` (both directions of a connection agree), and `tick`, called with the packet number
+    as often as `progress`.
     """
     info = CaptureInfo(path=path)
     decoder = LinkDecoder()
@@ -72,11 +73,25 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
         info.compressed = reader.compressed
         try:
             for number, ts_ns, linktype, data, _orig in reader:
-                seg = decoder.decode(linktype, data)
-                if seg is not None:
-                    tcp_packets += 1
-                    if keep is None or keep(seg):
+                if parts == 1:
+                    seg = decoder.decode(linktype, data)
+                    if seg is not None:
+                        tcp_packets += 1
                         tracker.feed(number, ts_ns, seg)
+                else:
+                    port_sum = decoder.fast_port_sum(linktype, data)
+                    if port_sum >= 0:
+                        tcp_packets += 1  # TCP by decode's fast path, whoever's it is
+                        if port_sum % parts == part:
+                            seg = decoder.decode(linktype, data)
+                            if seg is not None:
+                                tracker.feed(number, ts_ns, seg)
+                    else:
+                        seg = decoder.decode(linktype, data)
+                        if seg is not None:
+                            tcp_packets += 1
+                            if (seg[1] + seg[3]) % parts == part:
+                                tracker.feed(number, ts_ns, seg)
                 if not number & 0xFFF:
                     tracker.sweep()
                     if progress is not None:

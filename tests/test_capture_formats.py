@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pcapgen as g
 from conftest import CAPTURES_DIR, capture_files
@@ -367,3 +369,52 @@ def test_gzip_members_padding_and_damage(tmp_path: Path) -> None:
     while good < min(len(got), len(want)) and got[good] == want[good]:
         good += 1
     assert good >= 5, "the packets before the damage must be read"
+
+
+def _fast_sum_agrees(decoder: LinkDecoder, lt: int, data: bytes) -> bool:
+    """fast_port_sum either declines or names the port sum decode() finds; True if it named one."""
+    fast = decoder.fast_port_sum(lt, data)
+    if fast < 0:
+        return False
+    seg = decoder.decode(lt, data)
+    assert seg is not None and seg[1] + seg[3] == fast
+    return True
+
+
+@pytest.mark.parametrize("name", ["linux-sll-113", "linux-sll2-276", "vlan-8021q", "ipv4-options", "ipv6-sll",
+                                  "ipv6-ext-headers", "null-le", "raw-101"])
+def test_workers_skip_by_the_port_sum_decode_would_find(name: str, originals, tmp_path: Path) -> None:
+    """A --jobs worker skips other workers' packets by fast_port_sum without decoding them."""
+    source, build = VARIANTS[name]
+    data, _ = build(originals[source][0])
+    path = tmp_path / f"{name}.bin"
+    path.write_bytes(data)
+    decoder = LinkDecoder()
+    named = sum(_fast_sum_agrees(decoder, lt, d) for _n, _ts, lt, d, _o in read_all(path)[1])
+    # Only option-less IPv4 behind Ethernet and Linux cooked headers takes the fast path.
+    assert named == (len(originals[source][0].records) if name in ("linux-sll-113", "linux-sll2-276") else 0)
+
+
+def test_fast_port_sum_on_every_stored_packet() -> None:
+    decoder = LinkDecoder()
+    named = total = 0
+    for path in CAPTURES:
+        for _n, _ts, lt, d, _o in read_all(path)[1]:
+            total += 1
+            named += _fast_sum_agrees(decoder, lt, d)
+    assert total > 2000 and named > total * 0.8  # nearly all stored packets are Ethernet, IPv4 and TCP
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([1, 113, 276]), st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), max_size=4),
+       st.integers(-20, 4))
+def test_fast_port_sum_never_disagrees_on_damaged_headers(lt, edits, cut):
+    base = g.read_pcap(BASE4).records[5].data  # a data-carrying Ethernet/IPv4/TCP packet
+    ip = base[14:]
+    head = {1: base[:14], 113: bytes(14) + b"\x08\x00", 276: b"\x08\x00" + bytes(18)}[lt]
+    data = bytearray(head + ip)
+    for i, v in edits:
+        if i < len(data):
+            data[i] = v
+    data = bytes(data[:len(data) + cut] if cut < 0 else data + bytes(cut))
+    _fast_sum_agrees(LinkDecoder(), lt, data)
