@@ -27,7 +27,7 @@ def decode(data: bytes) -> Optional[bytes]:
     """The decoded string, or None where hpack raises (an invalid or incomplete code)."""
     if not data:
         return b""
-    out = bytearray()
+    out: list[int] = []  # not a bytearray: compiled, bytearray.append is a generic method call
     state = 0
     flags = 0
     for byte in data:  # high nibble, then low: unrolled as hpack does, no tuple per byte
