@@ -6,6 +6,7 @@ Exit codes: 0 clean, 1 a finding at or above --fail-on, 2 usage or input error.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -282,9 +283,29 @@ COMMANDS = {"analyze": cmd_analyze, "frames": cmd_frames, "explain": cmd_explain
             "check": cmd_check}
 
 
+_gc_tuned = False
+
+
+def _tune_gc() -> None:
+    """Once per process, before decoding: move what start-up made (modules, tables, classes)
+    out of the collector's reach and collect the young generation less often. Decoding
+    allocates a container per packet, frame and header, nearly all freed by reference
+    counting, and every full collection walked the start-up objects again. Callgrind, whole
+    `analyze --format json --jobs 1` runs on the 2 MB captures: W1 1,182 M -> 1,127 M
+    instructions, W2 1,548 M -> 1,499 M, W4 1,598 M -> 1,544 M (-7%, -4%, -4% of what
+    follows start-up)."""
+    global _gc_tuned
+    if not _gc_tuned:
+        _gc_tuned = True
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("analyze", "frames", "check"):
+        _tune_gc()
     try:
         return COMMANDS[args.command](args)
     except CaptureError as e:
