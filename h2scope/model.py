@@ -35,10 +35,12 @@ def _jdumps(obj) -> str:
 
 
 # Strings a stream's JSON repeats call after call (method, authority, state, status name,
-# outcome...), each JSON-encoded once. Bounded: cleared when full, so unique values (a W2-style
-# grpc-message per call) cost one dict insert each and no memory.
+# outcome...), each JSON-encoded once. Bounded twice: only short strings are kept (a hostile
+# capture's megabyte grpc-message is encoded and dropped), and the cache is cleared when
+# full, so unique values (a W2-style grpc-message per call) cost one dict insert each.
 _JSTR_CACHE: dict[str, str] = {}
 _JSTR_CACHE_MAX: Final = 4096
+_JSTR_CACHED_LEN: Final = 256
 
 
 def _jstr(v: Optional[str]) -> str:
@@ -47,9 +49,10 @@ def _jstr(v: Optional[str]) -> str:
     out = _JSTR_CACHE.get(v)
     if out is None:
         out = _encode_str(v)
-        if len(_JSTR_CACHE) >= _JSTR_CACHE_MAX:
-            _JSTR_CACHE.clear()
-        _JSTR_CACHE[v] = out
+        if len(v) <= _JSTR_CACHED_LEN:
+            if len(_JSTR_CACHE) >= _JSTR_CACHE_MAX:
+                _JSTR_CACHE.clear()
+            _JSTR_CACHE[v] = out
     return out
 
 
@@ -100,9 +103,10 @@ def _method_json(method: Optional[str]) -> str:
             head, rpc = method.rsplit("/", 1)
             service = head.lstrip("/")
         out = '"method":' + _encode_str(method) + ',"service":' + _jstr(service) + ',"rpc":' + _jstr(rpc)
-        if len(_METHOD_JSON) >= _JSTR_CACHE_MAX:
-            _METHOD_JSON.clear()
-        _METHOD_JSON[method] = out
+        if len(method) <= _JSTR_CACHED_LEN:
+            if len(_METHOD_JSON) >= _JSTR_CACHE_MAX:
+                _METHOD_JSON.clear()
+            _METHOD_JSON[method] = out
     return out
 
 

@@ -52,3 +52,16 @@ def test_method_service_rpc_match_the_properties(method):
                       ensure_ascii=False, separators=(",", ":"))[1:-1]
     assert _method_json(method) == want
     assert _method_json(method) == want
+
+
+def test_the_string_caches_stay_small_whatever_the_strings():
+    from h2scope import model
+
+    big = "x" * 1000
+    for i in range(model._JSTR_CACHE_MAX + 100):
+        assert _jstr(f"{big}{i}") == json.dumps(f"{big}{i}")
+        assert _jstr(str(i)) == json.dumps(str(i))
+        _method_json(f"/svc/{big}{i}")
+    assert len(model._JSTR_CACHE) <= model._JSTR_CACHE_MAX and len(model._METHOD_JSON) <= model._JSTR_CACHE_MAX
+    assert all(len(k) <= model._JSTR_CACHED_LEN for k in list(model._JSTR_CACHE) + list(model._METHOD_JSON))
+    assert model._JSTR_CACHE  # short strings are cached
