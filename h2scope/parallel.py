@@ -1,15 +1,16 @@
 """Both cores: worker processes decode disjoint sets of TCP connections, the parent merges.
 
 Every worker reads the whole capture and keeps the connections whose port sum falls to it
-(other workers' packets are recognised from a few header bytes, not decoded); each runs the same Emitter as a
-single process and sends its events to the parent in batches. Events carry the packet
-being processed, so the parent merges the workers' event streams into capture order and
-feeds one Assembler: connection ids, cross-connection rules (cancel storms over a client
-host, deadline-missing per method) and the sink see exactly what one process would have
-produced. tests/test_parallel.py holds the two paths equal on every stored capture. (The
-exception by design: the memory bounds in reassembly.py, MAX_OPEN connections and
-OOO_TOTAL_CAP buffered bytes, apply per worker, so a capture that exceeds them may be cut
-differently than by one process; the capture's warnings say when they were reached.)
+(other workers' packets are recognised from a few header bytes, not decoded); each runs
+the same Emitter as a single process and sends its events to the parent in batches. Events
+carry the packet being processed, so the parent merges the workers' event streams into
+capture order and feeds one Assembler: connection ids, cross-connection rules (cancel
+storms over a client host, deadline-missing per method) and the sink see exactly what one
+process would have produced. tests/test_parallel.py holds the two paths equal on every
+stored capture. (The exception by design: the memory bounds in reassembly.py, MAX_OPEN
+connections and OOO_TOTAL_CAP buffered bytes, apply per worker, so a capture that exceeds
+them may be cut differently than by one process; the capture's warnings say when they were
+reached.)
 """
 
 from __future__ import annotations

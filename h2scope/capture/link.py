@@ -56,11 +56,10 @@ _ip4 = struct.Struct("!BBHHHBB").unpack_from
 # and a TCP header in one unpack (etype, vihl, total, frag, proto, src, dst, sport, dport, seq,
 # ack, doff, flags, window). Per link type: (unpack, IPv4 header offset).
 _IP4_TCP = "BxHxxHxB2x4s4sHHIIBBH"
-_FAST = {
-    LINKTYPE_EN10MB: (struct.Struct("!12xH" + _IP4_TCP).unpack_from, 14),
-    LINKTYPE_LINUX_SLL: (struct.Struct("!14xH" + _IP4_TCP).unpack_from, 16),
-    LINKTYPE_LINUX_SLL2: (struct.Struct("!H18x" + _IP4_TCP).unpack_from, 20),
-}
+# Per link type with a fast path: (ethertype offset, IPv4 header offset).
+_FAST_OFFSETS = {LINKTYPE_EN10MB: (12, 14), LINKTYPE_LINUX_SLL: (14, 16), LINKTYPE_LINUX_SLL2: (0, 20)}
+_FAST = {lt: (struct.Struct(f"!{e}xH{ip - e - 2}x" + _IP4_TCP).unpack_from, ip)
+         for lt, (e, ip) in _FAST_OFFSETS.items()}
 
 
 class LinkDecoder:
@@ -80,14 +79,10 @@ class LinkDecoder:
         14-field unpack and a tuple). The conditions are the fast path's, so a skipped
         packet is one decode() would have returned as TCP: tests/test_capture_formats.py
         holds the two equal."""
-        if linktype == LINKTYPE_EN10MB:
-            e, off = 12, 14
-        elif linktype == LINKTYPE_LINUX_SLL:
-            e, off = 14, 16
-        elif linktype == LINKTYPE_LINUX_SLL2:
-            e, off = 0, 20
-        else:
+        offsets = _FAST_OFFSETS.get(linktype)
+        if offsets is None:
             return -1
+        e, off = offsets
         n = len(data)
         if n < off + 40 or data[e] != 0x08 or data[e + 1] or data[off] != 0x45 or data[off + 9] != 6:
             return -1
