@@ -15,19 +15,19 @@ from typing import Final, Optional
 from .grpc.status import status_name
 from .http2.constants import error_name
 
-CLIENT = 0
-SERVER = 1
-SIDE_NAMES = ("client", "server")
-DIR_NAMES = ("c2s", "s2c")
+CLIENT: Final = 0
+SERVER: Final = 1
+SIDE_NAMES: Final = ("client", "server")
+DIR_NAMES: Final = ("c2s", "s2c")
 
-MAX_LATE_FRAMES = 256  # frames after a reset kept in detail per stream; more are counted
+MAX_LATE_FRAMES: Final = 256  # frames after a reset kept in detail per stream; more are counted
 
 
 def sec(ns: Optional[int]) -> Optional[float]:
     return None if ns is None else ns / 1e9
 
 
-_encode_str = json.encoder.encode_basestring  # json's own C string encoder (ensure_ascii=False)
+_encode_str: Final = json.encoder.encode_basestring  # json's own C string encoder (ensure_ascii=False)
 
 
 def _jdumps(obj) -> str:
@@ -38,7 +38,7 @@ def _jdumps(obj) -> str:
 # outcome...), each JSON-encoded once. Bounded twice: only short strings are kept (a hostile
 # capture's megabyte grpc-message is encoded and dropped), and the cache is cleared when
 # full, so unique values (a W2-style grpc-message per call) cost one dict insert each.
-_JSTR_CACHE: dict[str, str] = {}
+_JSTR_CACHE: Final[dict[str, str]] = {}
 _JSTR_CACHE_MAX: Final = 4096
 _JSTR_CACHED_LEN: Final = 256
 
@@ -90,7 +90,7 @@ def _jsec(ns: Optional[int]) -> str:
 
 
 # "method", "service" and "rpc" of a :path, as JSON, per distinct :path (bounded like _JSTR_CACHE).
-_METHOD_JSON: dict[str, str] = {}
+_METHOD_JSON: Final[dict[str, str]] = {}
 
 
 def _method_json(method: Optional[str]) -> str:
@@ -180,7 +180,7 @@ class Stall:
                 "duration": sec(self.end_ns - self.start_ns) if self.end_ns is not None else None}
 
 
-STREAM_FIELDS = (
+STREAM_FIELDS: Final = (
     "conn", "stream", "start_ns", "start_packet", "state", "partial", "end_ns", "end_packet",
     "end_reason", "method", "http_method", "authority", "content_type", "grpc", "grpc_encoding",
     "grpc_timeout", "timeout_ns", "deadline_ns", "http_status", "grpc_status", "grpc_message",

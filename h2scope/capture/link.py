@@ -9,56 +9,56 @@ from __future__ import annotations
 
 import struct
 from collections import Counter
-from typing import Optional
+from typing import Final, Optional
 
-LINKTYPE_NULL = 0
-LINKTYPE_EN10MB = 1
-LINKTYPE_RAW = 101
-LINKTYPE_RAW_12 = 12
-LINKTYPE_RAW_14 = 14
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_NULL: Final = 0
+LINKTYPE_EN10MB: Final = 1
+LINKTYPE_RAW: Final = 101
+LINKTYPE_RAW_12: Final = 12
+LINKTYPE_RAW_14: Final = 14
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LINUX_SLL2: Final = 276
 # Not a link type: a pcapng record Wireshark numbers as a frame although it holds no packet
 # (custom blocks, systemd journal entries). Readers yield it so packet numbers stay Wireshark's.
-NOT_A_PACKET = -1
+NOT_A_PACKET: Final = -1
 
-LINKTYPE_NAMES = {
+LINKTYPE_NAMES: Final = {
     0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
     113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2",
 }
 
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-VLAN_TAGS = (0x8100, 0x88A8, 0x9100, 0x9200)
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+VLAN_TAGS: Final = (0x8100, 0x88A8, 0x9100, 0x9200)
 
 # BSD AF_INET6 differs per OS: 24 (NetBSD/OpenBSD), 28 (FreeBSD), 30 (macOS); 10 is Linux.
-AF_INET = 2
-AF_INET6 = (10, 24, 28, 30)
+AF_INET: Final = 2
+AF_INET6: Final = (10, 24, 28, 30)
 
 # IPv6 extension headers whose length is (hdr_ext_len + 1) * 8
-IPV6_EXT = (0, 43, 60, 135, 139, 140)
-IPV6_FRAGMENT = 44
-IPV6_AH = 51
+IPV6_EXT: Final = (0, 43, 60, 135, 139, 140)
+IPV6_FRAGMENT: Final = 44
+IPV6_AH: Final = 51
 
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_PSH = 0x08
-TCP_ACK = 0x10
+TCP_FIN: Final = 0x01
+TCP_SYN: Final = 0x02
+TCP_RST: Final = 0x04
+TCP_PSH: Final = 0x08
+TCP_ACK: Final = 0x10
 
-_u16 = struct.Struct("!H").unpack_from
-_tcp = struct.Struct("!HHIIBBH").unpack_from
-_ip4 = struct.Struct("!BBHHHBB").unpack_from
+_u16: Final = struct.Struct("!H").unpack_from
+_tcp: Final = struct.Struct("!HHIIBBH").unpack_from
+_ip4: Final = struct.Struct("!BBHHHBB").unpack_from
 # The fast path for the common packet: the link header's ethertype, an option-less IPv4 header
 # and a TCP header in one unpack (etype, vihl, total, frag, proto, src, dst, sport, dport, seq,
 # ack, doff, flags, window). Per link type: (unpack, IPv4 header offset).
-_IP4_TCP = "BxHxxHxB2x4s4sHHIIBBH"
+_IP4_TCP: Final = "BxHxxHxB2x4s4sHHIIBBH"
 # Per link type with a fast path: (ethertype offset, IPv4 header offset).
-_FAST_OFFSETS = {LINKTYPE_EN10MB: (12, 14), LINKTYPE_LINUX_SLL: (14, 16), LINKTYPE_LINUX_SLL2: (0, 20)}
-_FAST = {lt: (struct.Struct(f"!{e}xH{ip - e - 2}x" + _IP4_TCP).unpack_from, ip)
+_FAST_OFFSETS: Final = {LINKTYPE_EN10MB: (12, 14), LINKTYPE_LINUX_SLL: (14, 16), LINKTYPE_LINUX_SLL2: (0, 20)}
+_FAST: Final = {lt: (struct.Struct(f"!{e}xH{ip - e - 2}x" + _IP4_TCP).unpack_from, ip)
          for lt, (e, ip) in _FAST_OFFSETS.items()}
 
 

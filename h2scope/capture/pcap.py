@@ -6,12 +6,12 @@ Magic a1b2c3d4 means microsecond timestamps, a1b23c4d nanoseconds; either byte o
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Iterator
+from typing import Final, Iterator, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .reader import CaptureReader
 
-MAGICS = {
+MAGICS: Final = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little-endian, microseconds
     b"\xa1\xb2\xc3\xd4": (">", 1000),
     b"\x4d\x3c\xb2\xa1": ("<", 1),  # little-endian, nanoseconds
@@ -19,7 +19,7 @@ MAGICS = {
 }
 
 # Wireshark refuses records above this when the snaplen is smaller (WTAP_MAX_PACKET_SIZE_STANDARD).
-MAX_RECORD = 262144
+MAX_RECORD: Final = 262144
 
 
 def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, int, int, bytes, int]]:

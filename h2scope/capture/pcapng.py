@@ -4,29 +4,29 @@ link type, snaplen and timestamp resolution (draft-ietf-opsawg-pcapng)."""
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Iterator
+from typing import Final, Iterator, TYPE_CHECKING
 
 from .link import NOT_A_PACKET
 
 if TYPE_CHECKING:
     from .reader import CaptureReader
 
-SHB = 0x0A0D0D0A
-IDB = 0x00000001
-PB_OBSOLETE = 0x00000002
-SPB = 0x00000003
-EPB = 0x00000006
-DSB = 0x0000000A
-JOURNAL = 0x00000009  # systemd Journal Export Block
-CUSTOM = (0x00000BAD, 0x40000BAD)
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
+SHB: Final = 0x0A0D0D0A
+IDB: Final = 0x00000001
+PB_OBSOLETE: Final = 0x00000002
+SPB: Final = 0x00000003
+EPB: Final = 0x00000006
+DSB: Final = 0x0000000A
+JOURNAL: Final = 0x00000009  # systemd Journal Export Block
+CUSTOM: Final = (0x00000BAD, 0x40000BAD)
+BYTE_ORDER_MAGIC: Final = 0x1A2B3C4D
 
-OPT_ENDOFOPT = 0
-OPT_IF_TSRESOL = 9
-OPT_IF_TSOFFSET = 14
+OPT_ENDOFOPT: Final = 0
+OPT_IF_TSRESOL: Final = 9
+OPT_IF_TSOFFSET: Final = 14
 
 # Blocks larger than this are damage, not data (Wireshark uses 16 MiB for most blocks).
-MAX_BLOCK = 16 * 1024 * 1024
+MAX_BLOCK: Final = 16 * 1024 * 1024
 
 
 class Interface:

@@ -11,12 +11,12 @@ import io
 import os
 import sys
 import zlib
-from typing import BinaryIO, Iterator, NamedTuple
+from typing import BinaryIO, Final, Iterator, NamedTuple
 
 from ..errors import CaptureError
 from . import pcap, pcapng
 
-CHUNK = 1 << 20
+CHUNK: Final = 1 << 20
 
 
 class Packet(NamedTuple):

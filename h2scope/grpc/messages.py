@@ -6,10 +6,12 @@ this splitter counts them without copying payload bytes.
 
 from __future__ import annotations
 
+from typing import Final
+
 import struct
 
-MAX_SIZES_KEPT = 64
-_PREFIX = struct.Struct("!BI").unpack_from  # compressed flag, message length
+MAX_SIZES_KEPT: Final = 64
+_PREFIX: Final = struct.Struct("!BI").unpack_from  # compressed flag, message length
 
 
 class MessageSplitter:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from urllib.parse import unquote
 
-STATUS_NAMES = (
+STATUS_NAMES: Final = (
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
     "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
     "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
 )
-DEADLINE_EXCEEDED = 4
+DEADLINE_EXCEEDED: Final = 4
 
 
 def status_name(code: int | None) -> str:

@@ -9,7 +9,7 @@ sent after a reset (the zombies this tool exists to find) arrive after it closed
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Optional, Protocol
+from typing import Callable, Final, Optional, Protocol
 
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import Frame
@@ -36,11 +36,11 @@ from .lifecycle import (CLOSED, HALF_CLOSED_CLIENT, IDLE, OPEN, RESERVED, STATE_
                         header_event, rst_event, transition)
 from .splitter import FrameSplitter
 
-PROBE_BYTES = 64 * 1024  # held back per connection while judging roles from HTTP/2 headers
+PROBE_BYTES: Final = 64 * 1024  # held back per connection while judging roles from HTTP/2 headers
 RECENT_CLOSED = 1024  # closed streams per connection kept for late frames, then final
-MAX_RECORDED = 200  # per-connection evidence lists beyond which we only count
-MAX_VIOLATIONS = 10_000  # per connection; a hostile capture's further ones are counted
-TRACE_KEYS = ("traceparent", "tracestate", "grpc-trace-bin", "b3", "x-b3-traceid", "x-request-id",
+MAX_RECORDED: Final = 200  # per-connection evidence lists beyond which we only count
+MAX_VIOLATIONS: Final = 10_000  # per connection; a hostile capture's further ones are counted
+TRACE_KEYS: Final = ("traceparent", "tracestate", "grpc-trace-bin", "b3", "x-b3-traceid", "x-request-id",
               "x-cloud-trace-context", "user-agent")
 
 
@@ -1013,7 +1013,7 @@ class H2Observer:
         return rec
 
 
-_SETTING_NAMES = {
+_SETTING_NAMES: Final = {
     0x1: "HEADER_TABLE_SIZE", 0x2: "ENABLE_PUSH", 0x3: "MAX_CONCURRENT_STREAMS", 0x4: "INITIAL_WINDOW_SIZE",
     0x5: "MAX_FRAME_SIZE", 0x6: "MAX_HEADER_LIST_SIZE", 0x8: "ENABLE_CONNECT_PROTOCOL", 0x9: "NO_RFC7540_PRIORITIES",
 }

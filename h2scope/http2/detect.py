@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Final, Optional
 
 from .constants import PREFACE
 
-HTTP1_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
-MAX_SNIFF = 64 * 1024
+HTTP1_METHODS: Final = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
+MAX_SNIFF: Final = 64 * 1024
 
 
 def preface_state(buf: bytes) -> Optional[bool]:

@@ -10,31 +10,33 @@ hyperframe for its exact error message, so violations read the same either way.
 
 from __future__ import annotations
 
+from typing import Final
+
 import struct
 
 from .constants import (
     CONTINUATION, DATA, GOAWAY, HEADERS, PING, PRIORITY, PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE,
 )
 
-_L = struct.Struct("!L").unpack_from
-_LL = struct.Struct("!LL").unpack_from
-_LB = struct.Struct("!LB").unpack_from
-_HL = struct.Struct("!HL").unpack_from
+_L: Final = struct.Struct("!L").unpack_from
+_LL: Final = struct.Struct("!LL").unpack_from
+_LB: Final = struct.Struct("!LB").unpack_from
+_HL: Final = struct.Struct("!HL").unpack_from
 
-FLAG_ACK = 0x01
-FLAG_PADDED = 0x08
-FLAG_PRIORITY = 0x20
+FLAG_ACK: Final = 0x01
+FLAG_PADDED: Final = 0x08
+FLAG_PRIORITY: Final = 0x20
 
 # hyperframe's stream_association: these need a stream, those must be on stream 0.
-_NEED_STREAM = frozenset((DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION))
-_NO_STREAM = frozenset((SETTINGS, PING, GOAWAY))
+_NEED_STREAM: Final = frozenset((DATA, HEADERS, PRIORITY, RST_STREAM, PUSH_PROMISE, CONTINUATION))
+_NO_STREAM: Final = frozenset((SETTINGS, PING, GOAWAY))
 
 
 class FrameError(Exception):
     """The frame is one hyperframe would reject."""
 
 
-PARSED_FIELDS = ("data", "error_code", "settings", "window_increment", "opaque_data", "last_stream_id",
+PARSED_FIELDS: Final = ("data", "error_code", "settings", "window_increment", "opaque_data", "last_stream_id",
                  "additional_data", "promised_stream_id", "depends_on", "stream_weight", "exclusive", "pad_length")
 
 

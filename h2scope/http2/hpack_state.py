@@ -16,7 +16,7 @@ Two additions to hpack's Decoder:
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Final, Optional
 
 from hpack import Decoder, HPACKError
 from hpack.table import HeaderTable
@@ -24,15 +24,15 @@ from hpack.table import HeaderTable
 from . import huffman
 from .hpack_table import ObserverTable
 
-MEMO_MAX = 256  # per direction; DESIGN.md saw 13 distinct blocks in a grpcio load, and a
+MEMO_MAX: Final = 256  # per direction; DESIGN.md saw 13 distinct blocks in a grpcio load, and a
 # memo full of blocks that never repeat (W2, W4) held 12.7 MB of header lists on W4-20MB
 
 
-_STATIC = HeaderTable.STATIC_TABLE
-_NSTATIC = len(_STATIC)
+_STATIC: Final = HeaderTable.STATIC_TABLE
+_NSTATIC: Final = len(_STATIC)
 
 
-_MEMORY_REPR = re.compile(r":? *<memory at 0x[0-9a-fA-F]+>")
+_MEMORY_REPR: Final = re.compile(r":? *<memory at 0x[0-9a-fA-F]+>")
 
 
 def error_text(e: Exception) -> str:

@@ -12,21 +12,21 @@ The same search finds frame boundaries in captures that start mid-connection.
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Final, Optional
 
 from .constants import (
     CONTINUATION, DATA, DEFINED_FLAGS, GOAWAY, HEADERS, PING, PRIORITY, PUSH_PROMISE, RST_STREAM,
     SETTINGS, WINDOW_UPDATE,
 )
 
-HDR = struct.Struct("!BHBBI")  # 24-bit length as (high byte, low 16 bits), type, flags, stream
-_HDR_FAST = struct.Struct("!IBI").unpack_from  # (length << 8 | type), flags, stream: fewer objects
-RESYNC_FRAMES = 3  # consecutive plausible headers that confirm a resynchronisation
-MAX_KNOWN_ERROR = 0xD  # HTTP_1_1_REQUIRED; larger codes are legal but implausible noise here
-STREAM_ID_SPREAD = 256  # ids this close are neighbours at any scale; farther apart, within a factor 2
-MAX_RESYNC_BUFFER = 1 << 20  # bytes kept while looking for frame boundaries
-_STREAM0 = (SETTINGS, PING, GOAWAY)
-_FIXED = {PING: 8, RST_STREAM: 4, PRIORITY: 5, WINDOW_UPDATE: 4}
+HDR: Final = struct.Struct("!BHBBI")  # 24-bit length as (high byte, low 16 bits), type, flags, stream
+_HDR_FAST: Final = struct.Struct("!IBI").unpack_from  # (length << 8 | type), flags, stream: fewer objects
+RESYNC_FRAMES: Final = 3  # consecutive plausible headers that confirm a resynchronisation
+MAX_KNOWN_ERROR: Final = 0xD  # HTTP_1_1_REQUIRED; larger codes are legal but implausible noise here
+STREAM_ID_SPREAD: Final = 256  # ids this close are neighbours at any scale; farther apart, within a factor 2
+MAX_RESYNC_BUFFER: Final = 1 << 20  # bytes kept while looking for frame boundaries
+_STREAM0: Final = (SETTINGS, PING, GOAWAY)
+_FIXED: Final = {PING: 8, RST_STREAM: 4, PRIORITY: 5, WINDOW_UPDATE: 4}
 
 # One split frame: (header bytes, length, type, flags, stream id, payload, packet of its first
 # byte, damaged by a gap).

@@ -26,16 +26,16 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import OrderedDict, deque
-from typing import Callable, Optional, Protocol
+from typing import Callable, Final, Optional, Protocol
 
 from ..capture.link import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, format_addr
 
-MASK = 0xFFFFFFFF
-HALF = 0x80000000
-DEFAULT_OOO_CAP = 4 * 1024 * 1024  # bytes of out-of-order data buffered per direction
-HISTORY_CAP = 64 * 1024  # delivered bytes kept to check retransmissions for conflicts
-MAX_GAP_RECORDS = 100  # gaps listed per direction; more are only counted
-CLOSED_KEEP = 4096  # closed connections remembered to absorb their trailing ACKs
+MASK: Final = 0xFFFFFFFF
+HALF: Final = 0x80000000
+DEFAULT_OOO_CAP: Final = 4 * 1024 * 1024  # bytes of out-of-order data buffered per direction
+HISTORY_CAP: Final = 64 * 1024  # delivered bytes kept to check retransmissions for conflicts
+MAX_GAP_RECORDS: Final = 100  # gaps listed per direction; more are only counted
+CLOSED_KEEP: Final = 4096  # closed connections remembered to absorb their trailing ACKs
 # Connections tracked at once. A port scan opens one per SYN (~7 KB each: a 14 MB capture of
 # 200,000 SYNs took 2 GB); past this many, the least recently active are flushed as if the
 # capture had ended for them, down to nine tenths of it.
@@ -44,10 +44,10 @@ MAX_OPEN = 10_000
 # thousands of connections each holding back data could otherwise keep as much as the
 # capture itself. Past this, the fullest buffers are delivered with their holes as gaps.
 OOO_TOTAL_CAP = 64 * 1024 * 1024
-REORDER_WINDOW = 64  # packets read after an ACK proves a hole before it is declared a gap
+REORDER_WINDOW: Final = 64  # packets read after an ACK proves a hole before it is declared a gap
 
-CLIENT = 0
-SERVER = 1
+CLIENT: Final = 0
+SERVER: Final = 1
 
 
 class StreamSink(Protocol):
