@@ -48,7 +48,8 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
     try:
         while True:
             if blen - pos >= 16:
-                sec, frac, incl, orig = unpack_from(buf, pos)
+                rh: tuple[int, int, int, int] = unpack_from(buf, pos)  # typed: native ints below
+                sec, frac, incl, orig = rh
                 start = pos + 16
                 end = start + incl
                 if end <= blen and incl <= limit:

@@ -96,7 +96,8 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
                 buf = src._buf
                 pos = src._pos
                 if len(buf) - pos >= 28:
-                    btype, length, ifid, high, low, caplen, orig = epb_head(buf, pos)
+                    eh: tuple[int, int, int, int, int, int, int] = epb_head(buf, pos)  # typed: native ints
+                    btype, length, ifid, high, low, caplen, orig = eh
                     if btype == EPB and 32 <= length <= MAX_BLOCK and not length & 3 and ifid < nfast \
                             and caplen <= length - 32 and pos + length <= len(buf) \
                             and u32(buf, pos + length - 4)[0] == length:

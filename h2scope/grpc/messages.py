@@ -50,11 +50,12 @@ class MessageSplitter:
                 pos += min(want, n - pos)
                 if len(self._hdr) < 5:
                     return
-                flag, length = _PREFIX(self._hdr)
+                prefix: tuple[int, int] = _PREFIX(self._hdr)  # typed: native ints below
                 self._hdr = b""
             else:
-                flag, length = _PREFIX(data, pos)
+                prefix = _PREFIX(data, pos)
                 pos += 5
+            flag, length = prefix
             if flag > 1:
                 # Not gRPC framing (or we lost sync): stop counting rather than invent messages.
                 self.lost = True

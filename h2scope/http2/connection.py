@@ -34,7 +34,7 @@ from .fastparse import Parsed
 from .hpack_state import HeaderDecoder
 from .lifecycle import (CLOSED, HALF_CLOSED_CLIENT, IDLE, OPEN, RESERVED, STATE_NAMES, data_event, end_event,
                         header_event, rst_event, transition)
-from .splitter import FrameSplitter
+from .splitter import FrameSplitter, RawFrame
 
 PROBE_BYTES: Final = 64 * 1024  # held back per connection while judging roles from HTTP/2 headers
 RECENT_CLOSED = 1024  # closed streams per connection kept for late frames, then final
@@ -374,7 +374,7 @@ class H2Observer:
 
     # ---- frames ------------------------------------------------------------------------
 
-    def _frame(self, side: int, fr: tuple, packet: int, ts_ns: int) -> None:
+    def _frame(self, side: int, fr: RawFrame, packet: int, ts_ns: int) -> None:
         header, length, ftype, flags, sid, payload, first_packet, damaged = fr
         self.frames += 1
         ctx = self.ctx
@@ -721,7 +721,7 @@ class H2Observer:
         else:
             self._response_headers(rec, headers)
 
-    def _request_headers(self, rec: StreamRecord, headers: list) -> None:
+    def _request_headers(self, rec: StreamRecord, headers: list[tuple[str, str]]) -> None:
         rec.request_headers = headers
         for name, value in headers:
             if name == ":path":
@@ -744,7 +744,7 @@ class H2Observer:
             elif name in TRACE_KEYS:
                 rec.metadata[name] = value
 
-    def _response_headers(self, rec: StreamRecord, headers: list) -> None:
+    def _response_headers(self, rec: StreamRecord, headers: list[tuple[str, str]]) -> None:
         status = None
         grpc_status = None
         message = None

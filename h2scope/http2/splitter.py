@@ -177,7 +177,8 @@ class FrameSplitter:
         damaged = self._damaged
         want = 9
         while n - pos >= 9:
-            lt, flags, sid = unpack(buf, pos)
+            hdr: tuple[int, int, int] = unpack(buf, pos)  # typed: native ints from here on
+            lt, flags, sid = hdr
             start = pos + 9
             end = start + (lt >> 8)
             if end > n:

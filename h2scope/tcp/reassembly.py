@@ -28,7 +28,7 @@ from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from typing import Callable, Final, Optional, Protocol
 
-from ..capture.link import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, format_addr
+from ..capture.link import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Segment, format_addr
 
 MASK: Final = 0xFFFFFFFF
 HALF: Final = 0x80000000
@@ -220,7 +220,7 @@ class TcpTracker:
 
     # ---- per packet -------------------------------------------------------------------
 
-    def feed(self, number: int, ts_ns: int, seg: tuple) -> None:
+    def feed(self, number: int, ts_ns: int, seg: Segment) -> None:
         if self._proofs and number - self._proofs[0][0] > self.reorder_window:
             self._resolve_proofs(number - self.reorder_window)
         src, sport, dst, dport, seq, ack, flags, window, payload, missing = seg
