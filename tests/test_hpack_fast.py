@@ -23,8 +23,13 @@ def _library_view(dec: HeaderDecoder, block: bytes):
     try:
         raw = lib.decode(block, raw=True)
     except (HPACKError, IndexError, ValueError):
-        return None, list(lib.header_table.dynamic_entries)
-    return [(bytes(n), bytes(v)) for n, v in raw], list(lib.header_table.dynamic_entries)
+        return None, _table_view(lib.header_table)
+    return [(bytes(n), bytes(v)) for n, v in raw], _table_view(lib.header_table)
+
+
+def _table_view(table):
+    """Everything of a table a later block depends on: entries, their total size, the limit."""
+    return list(table.dynamic_entries), table._current_size, table._maxsize
 
 
 def _fast_view(dec: HeaderDecoder, block: bytes):
@@ -33,7 +38,7 @@ def _fast_view(dec: HeaderDecoder, block: bytes):
         got = mine._decode_fast(block)
     except (hpack_state._Slow, IndexError, HPACKError):
         return "fallback", None
-    return [(bytes(n), bytes(v)) for n, v in got], list(mine._table.dynamic_entries)
+    return [(bytes(n), bytes(v)) for n, v in got], _table_view(mine._table)
 
 
 @pytest.mark.interpreted
@@ -81,7 +86,7 @@ def test_generated_blocks_match_hpack(lists, huffman, table_size, sensitive):
         got, err, unknown = ours.decode(block)
         want = [(n.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for n, v in lib.decode(block, raw=True)]
         assert err is None and not unknown and got == want
-        assert list(ours._table.dynamic_entries) == list(lib.header_table.dynamic_entries)
+        assert _table_view(ours._table) == _table_view(lib.header_table)
 
 
 @settings(max_examples=400, deadline=None)
@@ -127,3 +132,19 @@ def test_huffman_decodes_what_hpack_encodes(raw):
 
     encoded = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(raw)
     assert huffman.decode(encoded) == raw == _hpack_huffman(encoded)
+
+
+def test_a_block_that_adds_to_the_table_is_decoded_again_every_time():
+    # One literal with incremental indexing. Sent again, the same bytes add the entry again:
+    # the table changed, so the memo must not answer for them.
+    block = Encoder().encode([("x-one", "v")])
+    ours = HeaderDecoder()
+    lib = copy.deepcopy(ours._decoder)
+    for _ in range(3):
+        generation = ours._table.generation
+        got, err, unknown = ours.decode(block)
+        lib.decode(block, raw=True)
+        assert (got, err, unknown) == ([("x-one", "v")], None, False)
+        assert ours._table.generation != generation
+        assert _table_view(ours._table) == _table_view(lib.header_table)
+    assert len(ours._table.dynamic_entries) == 3 and ours.memo_hits == 0
