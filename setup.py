@@ -4,8 +4,8 @@ The modules in h2scope.native.COMPILED are ordinary, type-checked Python. mypyc 
 into C extensions with the same behaviour (tests/test_compiled.py compares the two on every
 stored capture): `analyze --format json --jobs 1` on W1-20MB took 4.02 s of CPU
 interpreted and 2.95 s compiled (best of 5; benchmarks/README.md has instruction counts).
-Everything else (CLI, rules, reports, TUI, check) stays interpreted: it runs once per
-finding or once per capture, not per packet.
+Everything else (CLI, the rules' wording of findings, reports, TUI, check) stays
+interpreted: it runs once per finding or once per capture, not per packet or stream.
 
 Set H2SCOPE_PURE_PYTHON=1 to install without compiling. Without mypy or a C compiler the
 extensions are skipped (setuptools' optional extensions) and h2scope runs as plain Python.

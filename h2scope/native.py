@@ -17,8 +17,9 @@ from typing import Optional, Sequence
 
 ENV = "H2SCOPE_PURE_PYTHON"
 
-# What setup.py compiles: the code that runs per packet, per frame and per stream. The rest
-# (CLI, rules, reports, TUI, check) runs once per finding or per capture and stays interpreted.
+# What setup.py compiles: the code that runs per packet, per frame and per stream (of the
+# rules, the per-stream dispatch in rules/stream.py). The rest (CLI, the rules that word
+# findings, reports, TUI, check) runs once per finding or per capture and stays interpreted.
 COMPILED = (
     "h2scope.capture.link",
     "h2scope.capture.pcap",
@@ -38,6 +39,7 @@ COMPILED = (
     "h2scope.grpc.timeout",
     "h2scope.model",
     "h2scope.results",
+    "h2scope.rules.stream",
     "h2scope.pipeline",
 )
 

@@ -23,7 +23,8 @@ from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from .findings import SEVERITY_RANK, Finding
 from .model import ConnectionRecord, StreamRecord, Violation
-from .rules import KIND_INDEX, RuleEngine, stream_findings
+from .rules import KIND_INDEX, RuleEngine
+from .rules.stream import stream_findings
 from .rules.cancel_storm import CancelStorm
 from .rules.deadlines import DeadlineMissing
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..findings import Finding
-from . import cancel_storm, data_after_rst, deadlines, frames_after_goaway, protocol_violation, stream_lost
+from . import cancel_storm, deadlines, frames_after_goaway, protocol_violation
+from .stream import STREAM_RULES, stream_findings  # noqa: F401  (compiled: run per stream)
 
 # The order kinds are reported in (after severity).
 KINDS = (
@@ -28,28 +29,10 @@ KINDS = (
 )
 KIND_INDEX = {k: i for i, k in enumerate(KINDS)}
 
-STREAM_RULES = (
-    data_after_rst.check_stream,
-    deadlines.deadline_exceeded,
-    deadlines.work_after_deadline,
-    deadlines.invalid_timeout,
-    stream_lost.check_stream,
-)
-
 
 def finding_order(f: Finding) -> tuple[int, int]:
     """Worst first, then by kind; within a kind, in the order the findings were concluded."""
     return (-f.rank, KIND_INDEX[f.kind])
-
-
-def stream_findings(rec, conn, options) -> list[Finding]:
-    """The rules about one final stream record (run where the stream was decoded)."""
-    out: list[Finding] = []
-    for rule in STREAM_RULES:
-        found = rule(rec, conn, options)
-        if found:
-            out.extend(found)
-    return out
 
 
 class RuleEngine:
