@@ -17,8 +17,8 @@ from .http2.constants import error_name
 
 CLIENT: Final = 0
 SERVER: Final = 1
-SIDE_NAMES: Final = ("client", "server")
-DIR_NAMES: Final = ("c2s", "s2c")
+SIDE_NAMES: Final[tuple[str, ...]] = ("client", "server")
+DIR_NAMES: Final[tuple[str, ...]] = ("c2s", "s2c")
 
 MAX_LATE_FRAMES: Final = 256  # frames after a reset kept in detail per stream; more are counted
 
@@ -177,7 +177,7 @@ class Stall:
                 "duration": sec(self.end_ns - self.start_ns) if self.end_ns is not None else None}
 
 
-STREAM_FIELDS: Final = (
+STREAM_FIELDS: Final[tuple[str, ...]] = (
     "conn", "stream", "start_ns", "start_packet", "state", "partial", "end_ns", "end_packet",
     "end_reason", "method", "http_method", "authority", "content_type", "grpc", "grpc_encoding",
     "grpc_timeout", "timeout_ns", "deadline_ns", "http_status", "grpc_status", "grpc_message",

@@ -13,7 +13,7 @@ from typing import Final, Optional
 
 from .constants import PREFACE
 
-HTTP1_METHODS: Final = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
+HTTP1_METHODS: Final[tuple[bytes, ...]] = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"OPTIONS ", b"DELETE ", b"PATCH ", b"CONNECT ")
 MAX_SNIFF: Final = 64 * 1024
 
 

@@ -36,7 +36,7 @@ class FrameError(Exception):
     """The frame is one hyperframe would reject."""
 
 
-PARSED_FIELDS: Final = ("data", "error_code", "settings", "window_increment", "opaque_data", "last_stream_id",
+PARSED_FIELDS: Final[tuple[str, ...]] = ("data", "error_code", "settings", "window_increment", "opaque_data", "last_stream_id",
                  "additional_data", "promised_stream_id", "depends_on", "stream_weight", "exclusive", "pad_length")
 
 

@@ -29,9 +29,15 @@ MEMO_MAX: Final = 256  # per direction; DESIGN.md saw 13 distinct blocks in a gr
 # memo full of blocks that never repeat (W2, W4) held 12.7 MB of header lists on W4-20MB
 
 
-_STATIC: Final = HeaderTable.STATIC_TABLE
+# A header field as the table holds it. Typed as a variable-length tuple on purpose: mypyc
+# keeps a fixed tuple[bytes, bytes] unboxed, and rebuilt a new tuple object every time a table
+# entry went into a header list; worse, a Final fixed-length _STATIC was a 61-pair C struct
+# boxed whole (62 tuples) at every static-table reference (W2: 380,000 tuples per 2 MB).
+Field = tuple[bytes, ...]
+
+_STATIC: Final[tuple[Field, ...]] = HeaderTable.STATIC_TABLE
 _NSTATIC: Final = len(_STATIC)
-_UNKNOWN_FIELD: Final = (_UNKNOWN_B, _UNKNOWN_B)
+_UNKNOWN_FIELD: Final[Field] = (_UNKNOWN_B, _UNKNOWN_B)
 
 
 _MEMORY_REPR: Final = re.compile(r":? *<memory at 0x[0-9a-fA-F]+>")
@@ -82,7 +88,7 @@ def _string(block: bytes, i: int) -> tuple[bytes, int]:
     return (huffman_decode(raw) if huff else raw), end
 
 
-def _dynamic(entries: deque, idx: int, table: ObserverTable) -> tuple[bytes, bytes]:
+def _dynamic(entries: deque, idx: int, table: ObserverTable) -> Field:
     """Dynamic-table entry `idx` (above the static table), as ObserverTable.get_by_index
     gives it: UNKNOWN past what a partial table knows; otherwise out of range is hpack's
     error to word."""
@@ -95,7 +101,7 @@ def _dynamic(entries: deque, idx: int, table: ObserverTable) -> tuple[bytes, byt
     raise _Slow
 
 
-def _literal(block: bytes, i: int, mask: int, entries: deque, table: ObserverTable) -> tuple[tuple[bytes, bytes], int]:
+def _literal(block: bytes, i: int, mask: int, entries: deque, table: ObserverTable) -> tuple[Field, int]:
     """A literal field: its name by index (the prefix under `mask`) or as a string, then its value."""
     idx, i = _integer(block, i, mask)
     if idx:
@@ -123,7 +129,7 @@ class HeaderDecoder:
         self.errors = 0
         self.announced_max = 4096  # the decoding side's SETTINGS_HEADER_TABLE_SIZE
 
-    def _decode_fast(self, block: bytes) -> list[tuple[bytes, bytes]]:
+    def _decode_fast(self, block: bytes) -> list[Field]:
         """RFC 7541 §6, for the blocks hpack would accept: what hpack.Decoder.decode(raw=True)
         returns, with the same table changes. hpack's decode cost 5.8 s of 13.8 s profiled on
         W2-20MB (unique metadata per call), much of it per-field debug logging and memoryview
@@ -133,11 +139,11 @@ class HeaderDecoder:
         this function's cost on W2); they are written back when the block is done.
         tests/test_hpack_fast.py holds it equal to hpack on every captured block."""
         table = self._table
-        entries = table.dynamic_entries
+        entries: deque = table.dynamic_entries  # of Field; untyped, so entries stay the objects they are
         size: int = table._current_size
         maxsize: int = table._maxsize
         adds = 0
-        headers: list[tuple[bytes, bytes]] = []
+        headers: list[Field] = []
         i = 0
         n = len(block)
         while i < n:
@@ -158,7 +164,7 @@ class HeaderDecoder:
                     entries.appendleft(field)
                     size += entry_size
                     while size > maxsize:
-                        old: tuple[bytes, bytes] = entries.pop()
+                        old: Field = entries.pop()
                         size -= len(old[0]) + len(old[1]) + 32
                 headers.append(field)
             elif c & 0x20:  # dynamic table size update: only before the first field

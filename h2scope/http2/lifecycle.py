@@ -22,7 +22,7 @@ OPEN: Final = 2
 HALF_CLOSED_CLIENT: Final = 3
 HALF_CLOSED_SERVER: Final = 4
 CLOSED: Final = 5
-STATE_NAMES: Final = ("idle", "reserved", "open", "half-closed (client done)", "half-closed (server done)",
+STATE_NAMES: Final[tuple[str, ...]] = ("idle", "reserved", "open", "half-closed (client done)", "half-closed (server done)",
                       "closed")
 
 # Events: what kind of frame, plus the sender's side (0 client, 1 server).
@@ -35,7 +35,7 @@ SERVER_END_STREAM: Final = 5
 CLIENT_RST: Final = 6
 SERVER_RST: Final = 7
 SERVER_PUSH: Final = 9  # 8 would be a client PUSH_PROMISE, which is not an event of a stream
-EVENT_NAMES: Final = ("client HEADERS", "server HEADERS", "client DATA", "server DATA", "client END_STREAM",
+EVENT_NAMES: Final[tuple[str, ...]] = ("client HEADERS", "server HEADERS", "client DATA", "server DATA", "client END_STREAM",
                       "server END_STREAM", "client RST_STREAM", "server RST_STREAM", "client PUSH_PROMISE",
                       "server PUSH_PROMISE")
 N_EVENTS: Final = 10
@@ -76,11 +76,11 @@ TRANSITIONS: Final[dict[tuple[int, int], int]] = {
 }
 
 # The same table, flat: _NEXT[state * N_EVENTS + event] is the next state, or -1.
-_NEXT: Final = tuple(TRANSITIONS.get((state, event), -1)
+_NEXT: Final[tuple[int, ...]] = tuple(TRANSITIONS.get((state, event), -1)
                      for state in range(len(STATE_NAMES)) for event in range(N_EVENTS))
 
 # Why an unlisted pair is wrong, by state, for the violation text.
-_ERROR: Final = (
+_ERROR: Final[tuple[str, ...]] = (
     "on an idle stream (never opened)",
     "on a reserved (pushed) stream",
     "on an open stream",
