@@ -348,6 +348,12 @@ class StreamRecord:
         return {"by": SIDE_NAMES[self.rst_by], "code": error_name(self.rst_code or 0),
                 "time": sec(self.rst_ns), "packet": self.rst_packet}
 
+    def _rst_compact(self) -> str:
+        """_jdumps(self.rst_json()) for a reset stream, built directly: json.dumps makes a new
+        encoder per call, 6 us for a third of W4's streams (3% of its run)."""
+        return ('{"by":' + _jstr(SIDE_NAMES[self.rst_by or 0]) + ',"code":' + _jstr(error_name(self.rst_code or 0))
+                + ',"time":' + _jsec(self.rst_ns) + ',"packet":' + _jint(self.rst_packet) + "}")
+
     def to_json(self, headers: bool = True) -> dict:
         out = {
             "conn": self.conn,
@@ -420,7 +426,7 @@ class StreamRecord:
             ',"trailers_only":', "true" if self.trailers_only else "false",
             ',"status_after_reset":', "true" if self.status_after_reset else "false",
             ',"outcome":', _jstr(self.outcome), ',"end_reason":', _jstr(self.end_reason),
-            ',"rst":', "null" if self.rst_by is None else _jdumps(self.rst_json()),
+            ',"rst":', "null" if self.rst_by is None else self._rst_compact(),
             ',"resets":', str(self.rst_count), ',"late_frames_not_listed":', str(self.late_dropped),
             # The per-direction pairs go straight into the one join: built as their own
             # strings they were four concatenations each (2,000 instructions per pair).

@@ -192,15 +192,18 @@ def test_hand_built_stream_json_is_json_dumps_byte_for_byte():
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=30), st.text(max_size=30), st.dictionaries(st.text(max_size=8), st.text(max_size=12), max_size=3),
-       st.one_of(st.none(), st.integers(0, 2**40)), st.booleans())
+       st.one_of(st.none(), st.integers(0, 2**40)),
+       st.one_of(st.none(), st.tuples(st.sampled_from([0, 1]), st.integers(0, 2**32 - 1),
+                                      st.one_of(st.none(), st.integers(0, 2**62)),
+                                      st.one_of(st.none(), st.integers(1, 10**6)))))
 def test_hand_built_stream_json_handles_any_text(method, message, metadata, end_ns, reset):
     from h2scope.model import StreamRecord
 
     rec = StreamRecord(conn=3, stream=7, start_ns=1_795_443_061_048_817_123, start_packet=5)
     rec.method, rec.grpc_message, rec.metadata, rec.end_ns = method, message, metadata, end_ns
     rec.grpc, rec.grpc_status = True, 4
-    if reset:
-        rec.rst_by, rec.rst_code, rec.rst_ns, rec.rst_packet = 0, 8, 1_795_443_061_148_817_123, 9
+    if reset is not None:  # who, any code (named or not), when (or unknown), which packet
+        rec.rst_by, rec.rst_code, rec.rst_ns, rec.rst_packet = reset
     rec.message_sizes = [[1, 2, 3], []]
     obj = rec.to_json(headers=False)
     del obj["conn"]
