@@ -60,10 +60,15 @@ def _jint(v: Optional[int]) -> str:
     return "null" if v is None else str(v)
 
 
-# Nanosecond counts whose seconds take the shortcut below: 1e-4 s up to 4e9 s (the year 2096).
+# Nanosecond counts whose seconds take the shortcuts below: 1e-4 s up to 4e9 s (the year 2096).
 # Both limits fit mypyc's unboxed ints (below 2**62).
 _SEC_FAST_MIN: Final = 100_000
 _SEC_FAST_MAX: Final = 4_000_000_000_000_000_000
+
+# "000".."999", and the same without trailing zeros ("" for 0): six fractional digits as two
+# table lookups instead of str(), a slice and rstrip().
+_PAD3: Final = tuple([str(i + 1000)[1:] for i in range(1000)])
+_STRIP3: Final = tuple([str(i + 1000)[1:].rstrip("0") for i in range(1000)])
 
 
 def _jsec(ns: Optional[int]) -> str:
@@ -74,19 +79,71 @@ def _jsec(ns: Optional[int]) -> str:
     decimal with six or fewer fractional digits rounds to x = ns / 1e9. If the microsecond
     decimal `us / 1e6` does (an IEEE division of exact operands is correctly rounded, as the
     parse of that decimal is), it is the shortest string that round-trips, which is what repr
-    prints; from 1e-4 up repr uses fixed notation. Otherwise repr decides.
+    prints; from 1e-4 up repr uses fixed notation. Otherwise _jsec_exact decides.
     tests/test_model_json.py holds it to repr."""
     if ns is None:
         return "null"
     if _SEC_FAST_MIN <= ns < _SEC_FAST_MAX:
         us = (ns + 500) // 1000
         if us / 1e6 == ns / 1e9:
-            whole = us // 1_000_000
             frac = us % 1_000_000
             if frac == 0:
-                return str(whole) + ".0"
-            return str(whole) + "." + str(frac + 1_000_000)[1:].rstrip("0")
+                return str(us // 1_000_000) + ".0"
+            lo = frac % 1000
+            if lo == 0:
+                return f"{us // 1_000_000}.{_STRIP3[frac // 1000]}"
+            return f"{us // 1_000_000}.{_PAD3[frac // 1000]}{_STRIP3[lo]}"
+        return _jsec_exact(ns / 1e9)
     return float.__repr__(ns / 1e9)
+
+
+def _jsec_exact(x: float) -> str:
+    """repr(x) for 2**15 <= x < 2**33 (epoch seconds) whose shortest decimal has 6 or 7
+    fractional digits, from x's exact value in integers; anything else goes to repr.
+
+    ns / 1e9 rounds twice when ns is past 2**53 (every epoch timestamp): ns to a float, then
+    the quotient. A quarter of real timestamps then miss the microsecond shortcut, and float
+    repr cost 7,900 instructions each (callgrind, W1). x = w + r * 2**-s exactly, with w its
+    whole seconds and r its s fraction bits (x has 53 significant bits, so s = 53 - bits of w).
+    The k-digit decimal nearest x has fraction cf = round(r * 10**k / 2**s); it reads back as
+    x when it lies within half a spacing (2**-s / 2) of x: |cf * 2**s - r * 10**k| < 10**k / 2.
+    Below 2**33 at most one 6-digit decimal does; if none does, the shortest has 7 digits or
+    more, and repr prints the one nearest x, which is cf. Exact ties go to repr (a decimal
+    can never sit exactly halfway between two floats here: that would need 2**(s+1) to
+    divide 10**k). With x >= 2**15, s <= 37 and every product fits a 63-bit int."""
+    w = int(x)
+    if w < 32768 or w >= 8589934592:
+        return float.__repr__(x)
+    bits = 16
+    while (1 << bits) <= w:
+        bits += 1
+    s = 53 - bits
+    mask = (1 << s) - 1
+    r = int(x * float(1 << s)) & mask  # scaling by a power of two is exact
+    half = 1 << (s - 1)
+    f = r * 1_000_000
+    if f & mask != half:
+        cf = (f + half) >> s
+        d = (cf << s) - f
+        if -500_000 < d < 500_000:
+            whole = w + cf // 1_000_000
+            frac = cf % 1_000_000
+            if frac == 0:
+                return str(whole) + ".0"
+            lo = frac % 1000
+            if lo == 0:
+                return f"{whole}.{_STRIP3[frac // 1000]}"
+            return f"{whole}.{_PAD3[frac // 1000]}{_STRIP3[lo]}"
+    f = r * 10_000_000
+    if f & mask != half:
+        cf = (f + half) >> s
+        d = (cf << s) - f
+        if -5_000_000 < d < 5_000_000:
+            # Seven digits, the last not 0 (else six would have done).
+            whole = w + cf // 10_000_000
+            frac = cf % 10_000_000
+            return f"{whole}.{_PAD3[frac // 10_000]}{_PAD3[frac // 10 % 1000]}{frac % 10}"
+    return float.__repr__(x)
 
 
 # "method", "service" and "rpc" of a :path, as JSON, per distinct :path (bounded like _JSTR_CACHE).
@@ -408,46 +465,89 @@ class StreamRecord:
         less its opening brace: byte for byte (tests/test_streaming.py holds them equal), built
         directly. Building the dict and encoding it took 1.2 s of 7.6 s profiled on W1-20MB
         --format json; building the string: `analyze --format json --jobs 1` on W1-20MB
-        3.42 s -> 3.13 s (best of 3). The helpers are called by their module names: bound to
+        3.42 s -> 3.13 s (best of 3).
+
+        One f-string (mypyc builds it in one allocation, without a list of parts), and the two
+        runs of fields that calls to one method repeat (the request's state, authority, type
+        and timeout; the response's status, message and outcome) from bounded caches keyed by
+        the values they encode. The helpers are called by their module names: bound to
         locals, compiled code calls them as Python objects and boxes every argument."""
         ms = self.messages_known
-        parts = [
-            '"stream":', str(self.stream), ",", _method_json(self.method), ',"grpc":', "true" if self.grpc else "false",
-            ',"start":', _jsec(self.start_ns), ',"end":', _jsec(self.end_ns),
-            ',"start_packet":', _jint(self.start_packet), ',"end_packet":', _jint(self.end_packet),
-            ',"state":', _jstr(self.state), ',"partial":', "true" if self.partial else "false",
-            ',"http_method":', _jstr(self.http_method), ',"authority":', _jstr(self.authority),
-            ',"content_type":', _jstr(self.content_type), ',"grpc_encoding":', _jstr(self.grpc_encoding),
-            ',"grpc_timeout":', _jstr(self.grpc_timeout), ',"timeout":', _jsec(self.timeout_ns),
-            ',"deadline":', _jsec(self.deadline_ns), ',"http_status":', _jint(self.http_status),
-            ',"grpc_status":', _jint(self.grpc_status),
-            ',"grpc_status_name":', _jstr(status_name(self.grpc_status) if self.grpc_status is not None else None),
-            ',"grpc_message":', _jstr(self.grpc_message),
-            ',"trailers_only":', "true" if self.trailers_only else "false",
-            ',"status_after_reset":', "true" if self.status_after_reset else "false",
-            ',"outcome":', _jstr(self.outcome), ',"end_reason":', _jstr(self.end_reason),
-            ',"rst":', "null" if self.rst_by is None else self._rst_compact(),
-            ',"resets":', str(self.rst_count), ',"late_frames_not_listed":', str(self.late_dropped),
-            # The per-direction pairs go straight into the one join: built as their own
-            # strings they were four concatenations each (2,000 instructions per pair).
-            ',"frames":{"c2s":', str(self.frames[0]), ',"s2c":', str(self.frames[1]),
-            '},"data_bytes":{"c2s":', str(self.data_bytes[0]), ',"s2c":', str(self.data_bytes[1]),
-            '},"messages":{"c2s":', str(self.messages[0]) if ms[0] else "null",
-            ',"s2c":', str(self.messages[1]) if ms[1] else "null",
-            '},"message_bytes":{"c2s":', str(self.message_bytes[0]), ',"s2c":', str(self.message_bytes[1]),
-            '},"compressed_messages":{"c2s":', str(self.compressed_messages[0]),
-            ',"s2c":', str(self.compressed_messages[1]),
-            '},"message_sizes":{"c2s":[', ",".join(map(str, self.message_sizes[0])),
-            '],"s2c":[', ",".join(map(str, self.message_sizes[1])),
-            ']},"headers_unknown":', "true" if self.headers_unknown else "false",
-            ',"metadata":', _jmeta(self.metadata) if self.metadata else "{}",
-            ',"flow_control_stalls":', _jdumps([st.to_json() for st in self.stalls]) if self.stalls else "[]",
-        ]
+        sizes = self.message_sizes
+        out = (
+            f'"stream":{self.stream},{_method_json(self.method)},"grpc":{"true" if self.grpc else "false"}'
+            f',"start":{_jsec(self.start_ns)},"end":{_jsec(self.end_ns)}'
+            f',"start_packet":{self.start_packet},"end_packet":{_jint(self.end_packet)}'
+            f'{_request_run(self)},"deadline":{_jsec(self.deadline_ns)}{_response_run(self)}'
+            f',"frames":{{"c2s":{self.frames[0]},"s2c":{self.frames[1]}}}'
+            f',"data_bytes":{{"c2s":{self.data_bytes[0]},"s2c":{self.data_bytes[1]}}}'
+            f',"messages":{{"c2s":{str(self.messages[0]) if ms[0] else "null"}'
+            f',"s2c":{str(self.messages[1]) if ms[1] else "null"}}}'
+            f',"message_bytes":{{"c2s":{self.message_bytes[0]},"s2c":{self.message_bytes[1]}}}'
+            f',"compressed_messages":{{"c2s":{self.compressed_messages[0]},"s2c":{self.compressed_messages[1]}}}'
+            f',"message_sizes":{{"c2s":[{",".join(map(str, sizes[0]))}],"s2c":[{",".join(map(str, sizes[1]))}]}}'
+            f',"headers_unknown":{"true" if self.headers_unknown else "false"}'
+            f',"metadata":{_jmeta(self.metadata) if self.metadata else "{}"}'
+            f',"flow_control_stalls":{_jdumps([st.to_json() for st in self.stalls]) if self.stalls else "[]"}'
+        )
         if headers:
-            parts += [',"request_headers":', _jdumps(self.request_headers),
-                      ',"response_headers":', _jdumps(self.response_headers), ',"trailers":', _jdumps(self.trailers)]
-        parts.append("}")
-        return "".join(parts)
+            out += (f',"request_headers":{_jdumps(self.request_headers)}'
+                    f',"response_headers":{_jdumps(self.response_headers)},"trailers":{_jdumps(self.trailers)}')
+        return out + "}"
+
+
+# The runs of a stream's JSON that repeat call after call, keyed by what they encode; bounded
+# like _JSTR_CACHE (only runs of up to _RUN_CACHED_LEN characters, cleared when full).
+_REQUEST_RUNS: Final[dict[tuple, str]] = {}
+_RESPONSE_RUNS: Final[dict[tuple, str]] = {}
+_RUN_CACHED_LEN: Final = 512
+
+
+def _request_run(r: StreamRecord) -> str:
+    """',"state":...,"timeout":...' of r's JSON."""
+    key = (r.state, r.partial, r.http_method, r.authority, r.content_type, r.grpc_encoding, r.grpc_timeout,
+           r.timeout_ns)
+    out = _REQUEST_RUNS.get(key)
+    if out is None:
+        out = (f',"state":{_jstr(r.state)},"partial":{"true" if r.partial else "false"}'
+               f',"http_method":{_jstr(r.http_method)},"authority":{_jstr(r.authority)}'
+               f',"content_type":{_jstr(r.content_type)},"grpc_encoding":{_jstr(r.grpc_encoding)}'
+               f',"grpc_timeout":{_jstr(r.grpc_timeout)},"timeout":{_jsec(r.timeout_ns)}')
+        if len(out) <= _RUN_CACHED_LEN:
+            if len(_REQUEST_RUNS) >= _JSTR_CACHE_MAX:
+                _REQUEST_RUNS.clear()
+            _REQUEST_RUNS[key] = out
+    return out
+
+
+def _response_run(r: StreamRecord) -> str:
+    """',"http_status":...,"late_frames_not_listed":...' of r's JSON. A reset stream's run
+    (its rst object has times and packets) is built every time."""
+    if r.rst_by is not None:
+        return _build_response_run(r)
+    key = (r.http_status, r.grpc_status, r.grpc_message, r.trailers_only, r.status_after_reset, r.grpc,
+           r.end_reason, r.rst_count, r.late_dropped)
+    out = _RESPONSE_RUNS.get(key)
+    if out is None:
+        out = _build_response_run(r)
+        if len(out) <= _RUN_CACHED_LEN:
+            if len(_RESPONSE_RUNS) >= _JSTR_CACHE_MAX:
+                _RESPONSE_RUNS.clear()
+            _RESPONSE_RUNS[key] = out
+    return out
+
+
+def _build_response_run(r: StreamRecord) -> str:
+    # outcome reads grpc_status, rst_by, status_after_reset, http_status, grpc and end_reason:
+    # all in the cache key (rst_by only as None).
+    status = status_name(r.grpc_status) if r.grpc_status is not None else None
+    return (f',"http_status":{_jint(r.http_status)},"grpc_status":{_jint(r.grpc_status)}'
+            f',"grpc_status_name":{_jstr(status)},"grpc_message":{_jstr(r.grpc_message)}'
+            f',"trailers_only":{"true" if r.trailers_only else "false"}'
+            f',"status_after_reset":{"true" if r.status_after_reset else "false"}'
+            f',"outcome":{_jstr(r.outcome)},"end_reason":{_jstr(r.end_reason)}'
+            f',"rst":{"null" if r.rst_by is None else r._rst_compact()}'
+            f',"resets":{r.rst_count},"late_frames_not_listed":{r.late_dropped}')
 
 
 @dataclass(slots=True, eq=False)

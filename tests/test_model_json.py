@@ -1,12 +1,13 @@
 """The stream JSON's hand-written encoders against what json.dumps and float repr print."""
 
 import json
+import math
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from h2scope.model import _SEC_FAST_MAX, _SEC_FAST_MIN, _jsec, _jstr, _method_json
+from h2scope.model import _SEC_FAST_MAX, _SEC_FAST_MIN, _jsec, _jsec_exact, _jstr, _method_json
 
 
 def _want(ns):
@@ -32,6 +33,23 @@ def test_seconds_match_repr_across_a_million_timestamps():
 @given(st.one_of(st.integers(-10**20, 10**20), st.integers(0, 10**12), st.none()))
 def test_seconds_match_repr_for_any_integer(ns):
     assert _jsec(ns) == _want(ns)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.floats(min_value=1e-4, max_value=2.0**34),
+                 st.integers(2**15 * 10**7, 2**33 * 10**7).map(lambda n: n / 1e7),
+                 st.integers(2**15 * 10**6, 2**33 * 10**6).map(lambda n: n / 1e6)))
+def test_exact_seconds_match_repr_for_any_float_in_range(x):
+    # Floats with 6, 7 or more fractional digits, powers of two and halfway cases alike.
+    assert _jsec_exact(x) == repr(x)
+
+
+def test_exact_seconds_cover_seven_digit_epochs_and_their_neighbours():
+    rng = random.Random(7)
+    for _ in range(100_000):
+        x = rng.randrange(1_700_000_000 * 10**9, 1_800_000_000 * 10**9) / 1e9
+        for y in (x, math.nextafter(x, 0), math.nextafter(x, 4e9), float(int(x)), x / 1024):
+            assert _jsec_exact(y) == repr(y), y
 
 
 @settings(max_examples=500, deadline=None)

@@ -210,6 +210,33 @@ def test_hand_built_stream_json_handles_any_text(method, message, metadata, end_
     assert "{" + rec.compact_json_after_conn() == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+
+@settings(max_examples=600, deadline=None)
+@given(st.fixed_dictionaries({
+    "state": st.sampled_from(["closed", "open", "half-closed (client done)"]), "partial": st.booleans(),
+    "http_method": st.sampled_from([None, "POST", "GET"]), "authority": st.sampled_from([None, "a:1", "b:2", "ü"]),
+    "content_type": st.sampled_from([None, "application/grpc", "text/plain"]),
+    "grpc_encoding": st.sampled_from([None, "gzip"]), "grpc_timeout": st.sampled_from([None, "1S", "5m", "x"]),
+    "timeout_ns": st.sampled_from([None, 10**9, 5 * 10**6, 1]), "http_status": st.sampled_from([None, 200, 404]),
+    "grpc_status": st.sampled_from([None, 0, 4, 14, 99]), "grpc_message": st.sampled_from([None, "", "x\n\"y\""]),
+    "trailers_only": st.booleans(), "status_after_reset": st.booleans(), "grpc": st.booleans(),
+    "end_reason": st.sampled_from([None, "complete", "reset", "goaway", "capture-ended"]),
+    "rst_count": st.integers(0, 2), "late_dropped": st.integers(0, 2), "headers_unknown": st.booleans()}),
+    st.sampled_from([None, (0, 8), (1, 2)]))
+def test_hand_built_stream_json_reuses_runs_only_for_equal_values(fields, reset):
+    """The request and response runs of a stream's JSON come from caches keyed by what they
+    encode: many records with few distinct values, each checked against json.dumps."""
+    from h2scope.model import StreamRecord
+
+    rec = StreamRecord(conn=1, stream=3, start_ns=1_795_443_061_048_817_000, start_packet=2)
+    for name, value in fields.items():
+        setattr(rec, name, value)
+    if reset is not None:
+        rec.rst_by, rec.rst_code, rec.rst_ns, rec.rst_packet = reset[0], reset[1], rec.start_ns + 10**6, 4
+    obj = rec.to_json(headers=False)
+    del obj["conn"]
+    assert "{" + rec.compact_json_after_conn() == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
 def test_method_table_durations_stay_bounded_and_close(monkeypatch):
     """Past the exact budget a method's durations become 1% buckets: p50/p99 within 1%."""
     from h2scope.model import StreamRecord
