@@ -588,7 +588,7 @@ class H2Observer:
         if rec.first_data_ns[side] is None:
             rec.first_data_ns[side] = ts_ns
         if frame is not None:
-            ls.msgs[side].feed(bytes(frame.data))
+            ls.msgs[side].feed(frame.data)
         elif damaged:
             ls.msgs[side].lose()
         if side == SERVER and rec.deadline_ns is not None and ts_ns > rec.deadline_ns:
@@ -634,7 +634,7 @@ class H2Observer:
                  ts_ns: int, record: Optional[dict]) -> None:
         if not sid:
             return
-        block = bytes(frame.data) if frame is not None else None
+        block = frame.data if frame is not None else None
         ls = self.live.get(sid)
         closed = self.recent.get(sid) if ls is None else None
         if ls is None and closed is None:
@@ -689,7 +689,7 @@ class H2Observer:
         if frame is None:
             self.pending_block[side] = None
             return
-        pending[1].append(bytes(frame.data))
+        pending[1].append(frame.data)
         if flags & FLAG_END_HEADERS:
             self.pending_block[side] = None
             self._decode_block(side, sid, b"".join(pending[1]), pending[2], packet, ts_ns, record, pending[3])
@@ -791,7 +791,7 @@ class H2Observer:
             self.max_stream[SERVER] = promised
             pls = self._open_stream(promised, first_packet, ts_ns)
             pls.state = RESERVED
-        self._block(side, sid, flags, bytes(frame.data), None, packet, ts_ns, record, promised)
+        self._block(side, sid, flags, frame.data, None, packet, ts_ns, record, promised)
 
     def _rst(self, side: int, sid: int, code: int, packet: int, ts_ns: int) -> None:
         ls, rec = self._lookup(side, sid, RST_STREAM, packet, ts_ns)

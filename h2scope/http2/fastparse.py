@@ -45,6 +45,7 @@ class Parsed:
 
     __slots__ = PARSED_FIELDS
 
+    data: bytes  # always bytes (from_hyperframe copies a memoryview): no bytes() needed on it
     # Set only by the frame types that carry them.
     error_code: int
     settings: dict[int, int]
