@@ -43,6 +43,13 @@ _JSTR_CACHE_MAX: Final = 4096
 _JSTR_CACHED_LEN: Final = 256
 
 
+def _remember(cache: dict, key: object, value: str) -> None:
+    """Keep `value` in one of the bounded caches below, clearing it when full."""
+    if len(cache) >= _JSTR_CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
 def _jstr(v: Optional[str]) -> str:
     if v is None:
         return "null"
@@ -50,9 +57,7 @@ def _jstr(v: Optional[str]) -> str:
     if out is None:
         out = _encode_str(v)
         if len(v) <= _JSTR_CACHED_LEN:
-            if len(_JSTR_CACHE) >= _JSTR_CACHE_MAX:
-                _JSTR_CACHE.clear()
-            _JSTR_CACHE[v] = out
+            _remember(_JSTR_CACHE, v, out)
     return out
 
 
@@ -161,9 +166,7 @@ def _method_json(method: Optional[str]) -> str:
             service = head.lstrip("/")
         out = '"method":' + _encode_str(method) + ',"service":' + _jstr(service) + ',"rpc":' + _jstr(rpc)
         if len(method) <= _JSTR_CACHED_LEN:
-            if len(_METHOD_JSON) >= _JSTR_CACHE_MAX:
-                _METHOD_JSON.clear()
-            _METHOD_JSON[method] = out
+            _remember(_METHOD_JSON, method, out)
     return out
 
 
@@ -514,9 +517,7 @@ def _request_run(r: StreamRecord) -> str:
                f',"content_type":{_jstr(r.content_type)},"grpc_encoding":{_jstr(r.grpc_encoding)}'
                f',"grpc_timeout":{_jstr(r.grpc_timeout)},"timeout":{_jsec(r.timeout_ns)}')
         if len(out) <= _RUN_CACHED_LEN:
-            if len(_REQUEST_RUNS) >= _JSTR_CACHE_MAX:
-                _REQUEST_RUNS.clear()
-            _REQUEST_RUNS[key] = out
+            _remember(_REQUEST_RUNS, key, out)
     return out
 
 
@@ -531,9 +532,7 @@ def _response_run(r: StreamRecord) -> str:
     if out is None:
         out = _build_response_run(r)
         if len(out) <= _RUN_CACHED_LEN:
-            if len(_RESPONSE_RUNS) >= _JSTR_CACHE_MAX:
-                _RESPONSE_RUNS.clear()
-            _RESPONSE_RUNS[key] = out
+            _remember(_RESPONSE_RUNS, key, out)
     return out
 
 
