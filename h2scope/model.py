@@ -91,13 +91,7 @@ def _jsec(ns: Optional[int]) -> str:
     if _SEC_FAST_MIN <= ns < _SEC_FAST_MAX:
         us = (ns + 500) // 1000
         if us / 1e6 == ns / 1e9:
-            frac = us % 1_000_000
-            if frac == 0:
-                return str(us // 1_000_000) + ".0"
-            lo = frac % 1000
-            if lo == 0:
-                return f"{us // 1_000_000}.{_STRIP3[frac // 1000]}"
-            return f"{us // 1_000_000}.{_PAD3[frac // 1000]}{_STRIP3[lo]}"
+            return _six_digits(us // 1_000_000, us % 1_000_000)
         return _jsec_exact(ns / 1e9)
     return float.__repr__(ns / 1e9)
 
@@ -123,32 +117,38 @@ def _jsec_exact(x: float) -> str:
     while (1 << bits) <= w:
         bits += 1
     s = 53 - bits
-    mask = (1 << s) - 1
-    r = int(x * float(1 << s)) & mask  # scaling by a power of two is exact
-    half = 1 << (s - 1)
-    f = r * 1_000_000
-    if f & mask != half:
-        cf = (f + half) >> s
-        d = (cf << s) - f
-        if -500_000 < d < 500_000:
-            whole = w + cf // 1_000_000
-            frac = cf % 1_000_000
-            if frac == 0:
-                return str(whole) + ".0"
-            lo = frac % 1000
-            if lo == 0:
-                return f"{whole}.{_STRIP3[frac // 1000]}"
-            return f"{whole}.{_PAD3[frac // 1000]}{_STRIP3[lo]}"
-    f = r * 10_000_000
-    if f & mask != half:
-        cf = (f + half) >> s
-        d = (cf << s) - f
-        if -5_000_000 < d < 5_000_000:
-            # Seven digits, the last not 0 (else six would have done).
-            whole = w + cf // 10_000_000
-            frac = cf % 10_000_000
-            return f"{whole}.{_PAD3[frac // 10_000]}{_PAD3[frac // 10 % 1000]}{frac % 10}"
+    r = int(x * float(1 << s)) & ((1 << s) - 1)  # scaling by a power of two is exact
+    cf = _nearest_fraction(r, 1_000_000, s)
+    if cf >= 0:
+        return _six_digits(w + cf // 1_000_000, cf % 1_000_000)
+    cf = _nearest_fraction(r, 10_000_000, s)
+    if cf >= 0:  # seven digits, the last not 0 (else six would have done)
+        return f"{w + cf // 10_000_000}.{_PAD3[cf // 10_000 % 1000]}{_PAD3[cf // 10 % 1000]}{cf % 10}"
     return float.__repr__(x)
+
+
+def _nearest_fraction(r: int, scale: int, s: int) -> int:
+    """round(r * scale / 2**s), the fraction of the decimal with log10(scale) digits nearest
+    the float whose s fraction bits are r, when that decimal reads back as the float (within
+    half a spacing, and no tie either way); else -1."""
+    f = r * scale
+    half = 1 << (s - 1)
+    if f & ((1 << s) - 1) == half:
+        return -1
+    cf = (f + half) >> s
+    d = (cf << s) - f
+    limit = scale // 2
+    return cf if -limit < d < limit else -1
+
+
+def _six_digits(whole: int, frac: int) -> str:
+    """whole.frac, frac as six digits less its trailing zeros (".0" for none), as repr prints."""
+    if frac == 0:
+        return str(whole) + ".0"
+    lo = frac % 1000
+    if lo == 0:
+        return f"{whole}.{_STRIP3[frac // 1000]}"
+    return f"{whole}.{_PAD3[frac // 1000]}{_STRIP3[lo]}"
 
 
 # "method", "service" and "rpc" of a :path, as JSON, per distinct :path (bounded like _JSTR_CACHE).
