@@ -39,7 +39,7 @@ _REAL = {}
 
 
 def _real_records():
-    """A stored stream and its connection to vary (the deadline capture has both sides)."""
+    """The first stored gRPC stream with its connection: the record the test varies."""
     if not _REAL:
         for path in capture_files():
             analysis = decode(str(path))
@@ -52,7 +52,8 @@ def _real_records():
     return _REAL["pair"]
 
 
-late_st = st.builds(LateFrame, ts_ns=st.integers(0, 10**9),  # after the stream's start packet=st.integers(1, 10**4),
+# ts_ns is an offset: the test adds the stream's start.
+late_st = st.builds(LateFrame, ts_ns=st.integers(0, 10**9), packet=st.integers(1, 10**4),
                     side=st.integers(0, 1), type=st.sampled_from([0, 1, 3, 8, 9]), length=st.integers(0, 10**5))
 
 

@@ -13,7 +13,6 @@ from typing import Callable
 
 from ..findings import Finding
 from . import cancel_storm, deadlines, frames_after_goaway, protocol_violation
-from .stream import STREAM_RULES, stream_findings  # noqa: F401  (compiled: run per stream)
 
 # The order kinds are reported in (after severity).
 KINDS = (
