@@ -101,11 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="what a finding kind means, why it matters, usual fixes")
     e.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
 
-    from . import check
+    from .check_cli import add_parser as add_check_parser
     from .tui import add_parser as add_tui_parser
 
     add_tui_parser(sub)
-    check.add_parser(sub)
+    add_check_parser(sub)
     return parser
 
 

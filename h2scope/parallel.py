@@ -16,9 +16,7 @@ reached.)
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
-import pickle
 import sys
 import traceback
 from typing import Callable, Iterator, Optional
@@ -41,17 +39,21 @@ def _usable_cpus() -> int:
 
 def auto_jobs(path: str) -> int:
     """Workers worth starting for this capture: 2 on a big regular file, else 1."""
-    if path == "-" or _usable_cpus() < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if path == "-" or _usable_cpus() < 2:
         return 1
     try:
         if not os.path.isfile(path) or os.path.getsize(path) < MIN_PARALLEL_BYTES:
             return 1
     except OSError:
         return 1
-    return 2
+    import multiprocessing
+
+    return 2 if "fork" in multiprocessing.get_all_start_methods() else 1
 
 
 def _worker(index: int, jobs: int, path: str, options, sink: Sink, rules: bool, conn) -> None:
+    import pickle
+
     from .analysis import decode_capture
 
     batch: list = []
@@ -102,6 +104,8 @@ def _worker(index: int, jobs: int, path: str, options, sink: Sink, rules: bool, 
 def run_parallel(path: str, sink: Sink, options, jobs: int, *, rules: bool = True,
                  progress: Optional[Callable[[int], None]] = None):
     """Like analysis.run, with `jobs` worker processes."""
+    import multiprocessing  # with pickle, imported only here: 10 ms of every other run's start
+
     from .analysis import Run
 
     ctx = multiprocessing.get_context("fork")
@@ -143,6 +147,8 @@ def run_parallel(path: str, sink: Sink, options, jobs: int, *, rules: bool = Tru
 def _events(worker: int, pipe, assembler: Assembler, ends: list,
             progress: Optional[Callable[[int], None]]) -> Iterator[tuple]:
     """One worker's events as (merge key, worker, sequence, event), in capture order."""
+    import pickle
+
     seq = 0
     while True:
         try:

@@ -12,8 +12,6 @@ concluded.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from typing import IO, Optional
 
 from ..findings import SEVERITIES, Finding
@@ -56,6 +54,8 @@ class _Spill:
         if not self._pending:
             return
         if self.file is None:
+            import tempfile  # only a report with more items than one batch spills
+
             self.file = tempfile.TemporaryFile("w+", encoding="utf-8")
         # One item per line even when compact: still one JSON document, and grep-able.
         sep = ",\n    " if self.indent else ",\n"
@@ -65,19 +65,27 @@ class _Spill:
         self._pending = []
 
     def copy_to(self, out: IO[str]) -> None:
-        self._flush()
-        if self.file is None:
+        if self.file is None:  # never more than a batch: no temporary file
+            out.write((",\n    " if self.indent else ",\n").join(self._pending))
+            self._pending = []
             return
+        self._flush()
         self.file.seek(0)
+        import shutil
+
         shutil.copyfileobj(self.file, out, 1 << 20)
         self.file.close()
         self.file = None
 
     def lines_to(self, out: IO[str]) -> None:
         """The items one per line (jsonl); only for compact spills, whose items are one line each."""
-        self._flush()
         if self.file is None:
+            for item in self._pending:
+                out.write(item)
+                out.write("\n")
+            self._pending = []
             return
+        self._flush()
         self.file.seek(0)
         for line in self.file:
             out.write(line.rstrip(",\n"))
