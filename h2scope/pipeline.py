@@ -6,7 +6,6 @@ driver feeds. Views (report, JSON, TUI, check) read the result and never re-pars
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from .capture.link import LINKTYPE_NAMES, LinkDecoder
@@ -14,20 +13,33 @@ from .capture.reader import CaptureReader
 from .tcp.reassembly import DEFAULT_OOO_CAP, SinkFactory, TcpConnection, TcpTracker
 
 
-@dataclass
 class CaptureInfo:
-    path: str
-    format: str = "unknown"
-    compressed: bool = False
-    packets: int = 0
-    tcp_packets: int = 0
-    first_ns: Optional[int] = None
-    last_ns: Optional[int] = None
-    link_types: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-    ip_fragments: int = 0
-    secrets: int = 0
+    """What the capture file itself says; filled in as it is read. (A plain class, as the
+    model's records are: see model.py.)"""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.format = "unknown"
+        self.compressed = False
+        self.packets = 0
+        self.tcp_packets = 0
+        self.first_ns: Optional[int] = None
+        self.last_ns: Optional[int] = None
+        self.link_types: list[str] = []
+        self.warnings: list[str] = []
+        self.skipped: dict[str, int] = {}
+        self.ip_fragments = 0
+        self.secrets = 0
+
+    # Workers send it to the parent by pickle; a compiled class is only made through __init__.
+    def __reduce__(self) -> tuple:
+        return (CaptureInfo, (self.path,), (self.format, self.compressed, self.packets, self.tcp_packets,
+                                            self.first_ns, self.last_ns, self.link_types, self.warnings,
+                                            self.skipped, self.ip_fragments, self.secrets))
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.format, self.compressed, self.packets, self.tcp_packets, self.first_ns, self.last_ns,
+         self.link_types, self.warnings, self.skipped, self.ip_fragments, self.secrets) = state
 
     def to_json(self) -> dict:
         return {

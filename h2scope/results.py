@@ -18,7 +18,6 @@ streams and connections, not the capture.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Protocol
 
 from .findings import SEVERITY_RANK, Finding
@@ -198,13 +197,13 @@ class MemorySink:
         return self
 
 
-@dataclass
 class Selection:
     """What a report shows: `--conn`, `--method` and `--min-severity`."""
 
-    conn: Optional[int] = None
-    method: Optional[re.Pattern] = None
-    min_rank: int = 0
+    def __init__(self, conn: Optional[int] = None, method: Optional[re.Pattern] = None, min_rank: int = 0) -> None:
+        self.conn = conn
+        self.method = method
+        self.min_rank = min_rank
 
     @classmethod
     def from_args(cls, conn: Optional[int], method: Optional[re.Pattern], min_severity: str) -> "Selection":
