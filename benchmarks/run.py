@@ -92,7 +92,7 @@ def _packets(path: Path) -> int:
 def bench_file(path: Path, port: int, repeat: int = 1) -> dict:
     size_mb = path.stat().st_size / 1048576
     packets = _packets(path)
-    h2scope = [sys.executable, "-c", "import sys; from h2scope.cli import main; sys.exit(main())",
+    h2scope = [sys.executable, "-c", "from h2scope.cli import console; console()",  # the h2scope script
                "analyze", str(path), "--format", "json", "--no-progress"]
     h2scope_1 = h2scope + ["--jobs", "1"]
     tshark = [shutil.which("tshark") or "tshark", "-n", "-r", str(path), "-o", "gui.max_tree_depth:1000000",

@@ -23,7 +23,7 @@ import pytest
 import pcapgen as g
 from conftest import CAPTURES_DIR
 
-CLI = [sys.executable, "-c", "import sys; from h2scope.cli import main; sys.exit(main())"]
+CLI = [sys.executable, "-c", "from h2scope.cli import console; console()"]  # what the h2scope script runs
 
 PCAP = CAPTURES_DIR / "grpcio/streaming_ok.pcap"
 PCAPNG = CAPTURES_DIR / "links/dumpcap.pcapng"

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CAP = ROOT / "captures"
-H2SCOPE = [sys.executable, "-c", "import sys; from h2scope.cli import main; sys.exit(main())"]
+H2SCOPE = [sys.executable, "-c", "from h2scope.cli import console; console()"]  # what the h2scope script runs
 
 
 def run(*args, stdin=None, env=None):
@@ -159,3 +159,28 @@ def test_json_names_service_and_rpc_and_hpack_memo():
     assert (s["service"], s["rpc"], s["resets"]) == ("demo.Demo", "Unary", 0)
     hp = doc["connections"][0]["hpack"]
     assert hp["blocks"] >= 9 and 0 < hp["memo_hits"] < hp["blocks"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["analyze"],  # rich writes the text report, and exits 1 on a closed pipe by default
+    ["analyze", "--format", "json"],
+    ["analyze", "--format", "jsonl"],
+    ["frames"],
+])
+def test_a_reader_that_goes_away_is_not_an_error(argv):
+    # `h2scope analyze dump.pcap | head`: the pipe is closed before h2scope writes a byte,
+    # so every write fails. Exit 1 would tell a script "findings"; a traceback is noise.
+    p = subprocess.Popen(H2SCOPE + [argv[0], str(CAP / "grpcio_vs_h2/zombie_server.pcap"), *argv[1:]],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 0, err
+    assert err == ""
+
+
+def test_a_full_disk_under_the_output_is_one_line_and_exit_2():
+    with open("/dev/full", "w") as full:  # Linux: every write to it fails with ENOSPC
+        p = subprocess.run(H2SCOPE + ["analyze", str(CAP / "grpcio_vs_h2/zombie_server.pcap"), "--format", "json"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 2
+    assert p.stderr == "h2scope: error: No space left on device\n"
