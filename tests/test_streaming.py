@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import json
 import random
+import subprocess
+import sys
 from contextlib import redirect_stdout
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import capture_files
+from conftest import ROOT, capture_files
 from h2scope import cli
 from h2scope.analysis import Options, analyze, run
 from h2scope.http2 import connection
@@ -259,3 +261,31 @@ def test_method_table_durations_stay_bounded_and_close(monkeypatch):
     for col in ("p50_ms", "p99_ms"):
         assert abs(got[col] - want[col]) <= 0.01 * want[col], (col, got[col], want[col])
     assert got["calls"] == want["calls"] == 3000
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1e7, allow_nan=False), min_size=1, max_size=300),
+       st.one_of(st.sampled_from([0.0, 0.5, 0.99, 1.0]), st.floats(min_value=0, max_value=1)))
+def test_method_quantiles_are_polars_nearest(values, q):
+    """The terminal report's p50/p99 are computed without polars: the same as polars computes them."""
+    import polars as pl
+
+    from h2scope.report.tables import _nearest
+
+    assert _nearest(sorted(values), q) == pl.Series(values, dtype=pl.Float64).quantile(q, "nearest")
+
+
+def test_method_rows_and_frame_agree_and_the_text_report_does_not_import_polars():
+    from h2scope.report import tables
+
+    path = str(ROOT / "captures/grpcgo/deadline_unary.pcap")
+    a = analyze(path, Options())
+    rows = tables.method_table(a.findings, a.streams).to_dicts()
+    stats = tables.MethodStats()
+    for s in a.streams:
+        stats.add(s, any(f.kind == "deadline-exceeded" and f.stream == s.stream for f in a.findings), 0)
+    assert rows == stats.rows() and rows and rows[0]["p50_ms"] is not None
+    code = ("import sys; from h2scope.cli import main; main(['analyze', sys.argv[1]]); "
+            "print('polars' in sys.modules, file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120)
+    assert "Methods" in p.stdout and p.stderr.strip() == "False", p.stderr

@@ -164,19 +164,19 @@ class TextReport:
         if not self.by_kind:
             console.print("  No findings: every call ended within its deadline and no peer misbehaved.")
 
-        df = self.methods.frame()
-        if df.height:
+        rows = self.methods.rows()
+        if rows:
             console.print()
             console.print(Text("Methods", style="bold underline"))
             t = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 1))
-            widest = max(len(m) for m in df["method"])
+            widest = max(len(row["method"]) for row in rows)
             # Short headings so the table fits 80 columns; the legend below says what they mean.
             for col in ("method", "calls", "status", "dl%", "p50", "p99", "late", "zombie"):
                 left = col in ("method", "status")
                 t.add_column(col, justify="left" if left else "right", no_wrap=not left,
                              overflow="fold" if left else "ellipsis",
                              min_width=min(widest, 28) if col == "method" else None)
-            for row in df.iter_rows(named=True):
+            for row in rows:
                 t.add_row(row["method"], str(row["calls"]), row["statuses"] or "-", f"{row['with_deadline_pct']:.0f}",
                           _dur(row["p50_ms"]), _dur(row["p99_ms"]), str(row["deadline_exceeded"]),
                           size(row["zombie_bytes"]) if row["zombie_bytes"] else "-")
