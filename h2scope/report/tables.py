@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
     import polars as pl
@@ -107,14 +107,14 @@ class MethodStats:
         self.exact -= len(m.durations)
         m.durations = None
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list[dict[str, Any]]:
         """One dict per method, most calls first (then by name); the columns of frame()."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for name, m in self.methods.items():
             if m.hist is not None:
                 p50, p99 = _hist_quantile(m.hist, 0.5), _hist_quantile(m.hist, 0.99)
             else:
-                d = sorted(m.durations)
+                d = sorted(m.durations or ())
                 p50, p99 = _nearest(d, 0.5), _nearest(d, 0.99)
             statuses = sorted(m.statuses.items(), key=lambda kv: (-kv[1], kv[0]))
             rows.append({
