@@ -418,3 +418,50 @@ def test_fast_port_sum_never_disagrees_on_damaged_headers(lt, edits, cut):
             data[i] = v
     data = bytes(data[:len(data) + cut] if cut < 0 else data + bytes(cut))
     _fast_sum_agrees(LinkDecoder(), lt, data)
+
+
+_IP_AT = {1: 14, 113: 16, 276: 20}  # where the IPv4 header starts behind each fast-path link header
+
+
+def _fast_path_agrees(lt: int, data: bytes) -> None:
+    """decode()'s fast path (IPv4 + TCP behind Ethernet or Linux cooked headers) returns what
+    its general path returns for the same IP packet, seen as a raw-IP capture (LINKTYPE_RAW
+    has no fast path)."""
+    ip = data[_IP_AT[lt]:]
+    etype_at = {1: 12, 113: 14, 276: 0}[lt]
+    if data[etype_at:etype_at + 2] != b"\x08\x00" or not ip or ip[0] >> 4 != 4:
+        return  # the general path reads these by their link header: not comparable with raw IP
+    assert LinkDecoder().decode(lt, data) == LinkDecoder().decode(101, ip)
+
+
+def test_decode_fast_path_equals_the_general_path_on_every_stored_packet() -> None:
+    compared = 0
+    for path in CAPTURES:
+        for _n, _ts, lt, d, _o in read_all(path)[1]:
+            if lt in _IP_AT:
+                _fast_path_agrees(lt, d)
+                compared += 1
+    assert compared > 2000
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from([1, 113, 276]), st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), max_size=4),
+       st.integers(-20, 4))
+def test_decode_fast_path_equals_the_general_path_on_damaged_headers(lt, edits, cut):
+    base = g.read_pcap(BASE4).records[5].data  # a data-carrying Ethernet/IPv4/TCP packet
+    head = {1: base[:14], 113: bytes(14) + b"\x08\x00", 276: b"\x08\x00" + bytes(18)}[lt]
+    data = bytearray(head + base[14:])
+    for i, v in edits:
+        if i < len(data):
+            data[i] = v
+    _fast_path_agrees(lt, bytes(data[:len(data) + cut] if cut < 0 else data + bytes(cut)))
+
+
+@pytest.mark.parametrize("lt", [1, 113, 276])
+def test_decode_fast_path_equals_the_general_path_for_every_single_byte_edit(lt):
+    base = g.read_pcap(BASE4).records[5].data
+    head = {1: base[:14], 113: bytes(14) + b"\x08\x00", 276: b"\x08\x00" + bytes(18)}[lt]
+    packet = head + base[14:]
+    for i in range(_IP_AT[lt] + 40):  # every byte of the link, IPv4 and TCP headers
+        for v in range(256):
+            _fast_path_agrees(lt, packet[:i] + bytes([v]) + packet[i + 1:])

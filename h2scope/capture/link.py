@@ -52,21 +52,13 @@ TCP_ACK: Final = 0x10
 # What decode() returns for a TCP segment: (src, sport, dst, dport, seq, ack, flags, window,
 # payload, missing). A typed tuple: its readers unpack native ints rather than objects.
 Segment = tuple[bytes, int, bytes, int, int, int, int, int, bytes, int]
-# The fast path's one unpack: Ethernet type, IPv4 version/IHL, total length, fragment field,
-# protocol, addresses, then the TCP header.
-_FastFields = tuple[int, int, int, int, int, bytes, bytes, int, int, int, int, int, int, int]
 
 _u16: Final = struct.Struct("!H").unpack_from
 _tcp: Final = struct.Struct("!HHIIBBH").unpack_from
 _ip4: Final = struct.Struct("!BBHHHBB").unpack_from
-# The fast path for the common packet: the link header's ethertype, an option-less IPv4 header
-# and a TCP header in one unpack (etype, vihl, total, frag, proto, src, dst, sport, dport, seq,
-# ack, doff, flags, window). Per link type: (unpack, IPv4 header offset).
-_IP4_TCP: Final = "BxHxxHxB2x4s4sHHIIBBH"
-# Per link type with a fast path: (ethertype offset, IPv4 header offset).
+# The fast path for the common packet (an option-less IPv4 header and a TCP header after the
+# link header), per link type: (ethertype offset, IPv4 header offset).
 _FAST_OFFSETS: Final = {LINKTYPE_EN10MB: (12, 14), LINKTYPE_LINUX_SLL: (14, 16), LINKTYPE_LINUX_SLL2: (0, 20)}
-_FAST: Final = {lt: (struct.Struct(f"!{e}xH{ip - e - 2}x" + _IP4_TCP).unpack_from, ip)
-         for lt, (e, ip) in _FAST_OFFSETS.items()}
 
 
 class LinkDecoder:
@@ -111,20 +103,27 @@ class LinkDecoder:
         header promised but the capture did not keep (snaplen truncation).
         """
         n = len(data)
-        fast = _FAST.get(linktype)
-        if fast is not None and n >= fast[1] + 40:
-            # Fast path: IPv4 without options, not a fragment, TCP (measured: decoding every
-            # packet of W1-20MB 0.148 s -> 0.098 s); anything else takes the general path below.
-            # Typed: struct returns Python objects, and compiled code compares and adds untyped
-            # values through generic calls; declared ints are unboxed once, here.
-            fields: _FastFields = fast[0](data)
-            etype, vihl, total, frag, proto, src, dst, sport, dport, seq, ack, doff, flags, window = fields
-            if etype == ETH_IPV4 and vihl == 0x45 and proto == 6 and not frag & 0x3FFF and doff >= 0x50:
-                off = fast[1]
-                start = off + 20 + (doff >> 4) * 4
+        offsets = _FAST_OFFSETS.get(linktype)
+        if offsets is not None:
+            # Fast path: IPv4 without options, not a fragment, TCP; anything else takes the
+            # general path below. The fields are read byte by byte, which compiled code does
+            # on native ints, rather than with one struct unpack, which made a Python int
+            # per field and a 14-tuple only to unbox them again (callgrind, W1-2MB: see
+            # benchmarks/README.md).
+            e, off = offsets
+            if n >= off + 40 and data[e] == 0x08 and not data[e + 1] and data[off] == 0x45 \
+                    and data[off + 9] == 6 and not data[off + 6] & 0x3F and not data[off + 7]:
+                t = off + 20
+                doff = data[t + 12]
+                total = data[off + 2] << 8 | data[off + 3]
+                start = t + (doff >> 4) * 4
                 ip_end = off + total if total else n
-                if start <= ip_end <= n:
-                    return (src, sport, dst, dport, seq, ack, flags, window, data[start:ip_end], 0)
+                if doff >= 0x50 and start <= ip_end <= n:
+                    return (data[off + 12:off + 16], data[t] << 8 | data[t + 1], data[off + 16:t],
+                            data[t + 2] << 8 | data[t + 3],
+                            data[t + 4] << 24 | data[t + 5] << 16 | data[t + 6] << 8 | data[t + 7],
+                            data[t + 8] << 24 | data[t + 9] << 16 | data[t + 10] << 8 | data[t + 11],
+                            data[t + 13], data[t + 14] << 8 | data[t + 15], data[start:ip_end], 0)
         # --- link layer: find the network-layer offset and protocol ---
         if linktype == LINKTYPE_EN10MB:
             if n < 14:

@@ -7,6 +7,7 @@ import struct
 from typing import Final, Iterator, TYPE_CHECKING
 
 from .link import NOT_A_PACKET
+from .pcap import u32
 
 if TYPE_CHECKING:
     from .reader import CaptureReader
@@ -79,11 +80,10 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
     section = 0
     number = 0
     first = last = None
-    # Fast path for Enhanced Packet Blocks lying whole in the source's buffer: one unpack_from
-    # for the block header and the packet header, one for the trailer, one slice (measured:
-    # iterating W1-20MB rewritten as pcapng 0.337 s -> 0.132 s).
-    epb_head = struct.Struct("<IIIIIII").unpack_from
-    u32 = struct.Struct("<I").unpack_from
+    # Fast path for Enhanced Packet Blocks lying whole in the source's buffer: the block and
+    # packet headers and the trailer read in place (pcap.u32), one slice (measured: iterating
+    # W1-20MB rewritten as pcapng 0.337 s -> 0.132 s with struct, before u32).
+    little = True  # the section's byte order
     # per interface: (linktype, num, den, offset_ns) for the fast path's timestamp arithmetic
     fast: list[tuple[int, int, int, int]] = []
     nfast = 0
@@ -95,12 +95,16 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
             else:
                 buf = src._buf
                 pos = src._pos
-                if len(buf) - pos >= 28:
-                    eh: tuple[int, int, int, int, int, int, int] = epb_head(buf, pos)  # typed: native ints
-                    btype, length, ifid, high, low, caplen, orig = eh
-                    if btype == EPB and 32 <= length <= MAX_BLOCK and not length & 3 and ifid < nfast \
+                if len(buf) - pos >= 28 and u32(buf, pos, little) == EPB:
+                    length = u32(buf, pos + 4, little)
+                    ifid = u32(buf, pos + 8, little)
+                    caplen = u32(buf, pos + 20, little)
+                    if 32 <= length <= MAX_BLOCK and not length & 3 and ifid < nfast \
                             and caplen <= length - 32 and pos + length <= len(buf) \
-                            and u32(buf, pos + length - 4)[0] == length:
+                            and u32(buf, pos + length - 4, little) == length:
+                        high = u32(buf, pos + 12, little)
+                        low = u32(buf, pos + 16, little)
+                        orig = u32(buf, pos + 24, little)
                         src._pos = pos + length
                         linktype, num, den, offset_ns = fast[ifid]
                         if den == 1:
@@ -146,8 +150,7 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
                 interfaces = []  # interface ids are per section
                 fast = []
                 nfast = 0
-                epb_head = struct.Struct(endian + "IIIIIII").unpack_from
-                u32 = struct.Struct(endian + "I").unpack_from
+                little = endian == "<"
                 continue
             (btype,) = struct.unpack(endian + "I", type_bytes)
             lb = src.take(4)

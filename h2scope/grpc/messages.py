@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-import struct
-
 MAX_SIZES_KEPT: Final = 64
-_PREFIX: Final = struct.Struct("!BI").unpack_from  # compressed flag, message length
 
 
 class MessageSplitter:
@@ -41,8 +38,8 @@ class MessageSplitter:
             self._need = 0
             self.count += 1
             pos = need
-        # Whole prefixes read with one unpack_from and counted without slicing the payload
-        # (measured: 1.2 us -> 0.7 us per single-message DATA frame on W1-20MB).
+        # Whole prefixes read in place and counted without slicing the payload (measured:
+        # 1.2 us -> 0.7 us per single-message DATA frame on W1-20MB, with one unpack_from).
         while pos < n:
             if self._hdr or n - pos < 5:
                 want = 5 - len(self._hdr)
@@ -50,12 +47,15 @@ class MessageSplitter:
                 pos += min(want, n - pos)
                 if len(self._hdr) < 5:
                     return
-                prefix: tuple[int, int] = _PREFIX(self._hdr)  # typed: native ints below
+                h = self._hdr
+                flag = h[0]
+                length = h[1] << 24 | h[2] << 16 | h[3] << 8 | h[4]
                 self._hdr = b""
             else:
-                prefix = _PREFIX(data, pos)
+                # Read byte by byte: native ints in compiled code, no Python int or tuple.
+                flag = data[pos]
+                length = data[pos + 1] << 24 | data[pos + 2] << 16 | data[pos + 3] << 8 | data[pos + 4]
                 pos += 5
-            flag, length = prefix
             if flag > 1:
                 # Not gRPC framing (or we lost sync): stop counting rather than invent messages.
                 self.lost = True

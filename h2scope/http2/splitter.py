@@ -20,7 +20,6 @@ from .constants import (
 )
 
 HDR: Final = struct.Struct("!BHBBI")  # 24-bit length as (high byte, low 16 bits), type, flags, stream
-_HDR_FAST: Final = struct.Struct("!IBI").unpack_from  # (length << 8 | type), flags, stream: fewer objects
 RESYNC_FRAMES: Final = 3  # consecutive plausible headers that confirm a resynchronisation
 MAX_KNOWN_ERROR: Final = 0xD  # HTTP_1_1_REQUIRED; larger codes are legal but implausible noise here
 STREAM_ID_SPREAD: Final = 256  # ids this close are neighbours at any scale; farther apart, within a factor 2
@@ -172,19 +171,20 @@ class FrameSplitter:
         out: list[RawFrame] = []
         n = len(buf)
         pos = 0
-        unpack = _HDR_FAST
         first = self._first_packet
         damaged = self._damaged
         want = 9
         while n - pos >= 9:
-            hdr: tuple[int, int, int] = unpack(buf, pos)  # typed: native ints from here on
-            lt, flags, sid = hdr
+            # The header read byte by byte: native ints in compiled code, where an unpack made
+            # Python ints and a tuple per frame (see benchmarks/README.md).
+            length = buf[pos] << 16 | buf[pos + 1] << 8 | buf[pos + 2]
             start = pos + 9
-            end = start + (lt >> 8)
+            end = start + length
             if end > n:
                 want = end - pos
                 break
-            out.append((buf[pos:start], lt >> 8, lt & 0xFF, flags, sid & 0x7FFFFFFF, buf[start:end], first, damaged))
+            sid = (buf[pos + 5] & 0x7F) << 24 | buf[pos + 6] << 16 | buf[pos + 7] << 8 | buf[pos + 8]
+            out.append((buf[pos:start], length, buf[pos + 3], buf[pos + 4], sid, buf[start:end], first, damaged))
             damaged = False
             pos = end
             first = packet
