@@ -120,6 +120,7 @@ def _console(stream=None):
             width = max(40, int(os.environ.get("COLUMNS", "120")))
         except ValueError:
             width = 120
+
     class _Console(Console):
         def on_broken_pipe(self) -> None:
             # rich exits 1 here, which h2scope's callers read as "findings": let main() see it.
@@ -337,8 +338,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OSError as e:  # the machine's, not ours: a full disk under the output, and the like
         if os.environ.get("H2SCOPE_DEBUG"):
             raise
-        where = f" ({e.filename})" if e.filename else ""
-        print(f"h2scope: error: {e.strerror or e}{where}", file=sys.stderr)
+        _print_os_error(e)
         return EXIT_ERROR
     except Exception as e:  # never a traceback for the user; H2SCOPE_DEBUG=1 shows it
         if os.environ.get("H2SCOPE_DEBUG"):
@@ -346,6 +346,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"h2scope: error: could not analyze {getattr(args, 'capture', '')}: internal error "
               f"{type(e).__name__}: {e} (set H2SCOPE_DEBUG=1 for details, and please report it)", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _print_os_error(e: OSError) -> None:
+    where = f" ({e.filename})" if e.filename else ""
+    print(f"h2scope: error: {e.strerror or e}{where}", file=sys.stderr)
 
 
 def console() -> None:
@@ -363,7 +368,7 @@ def console() -> None:
     except BrokenPipeError:
         pass  # the reader went away (e.g. `| head`), as main() treats it
     except OSError as e:
-        print(f"h2scope: error: could not write the output ({e.strerror or e})", file=sys.stderr)
+        _print_os_error(e)
         rc = EXIT_ERROR
     try:
         sys.stderr.flush()

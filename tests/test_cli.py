@@ -178,9 +178,12 @@ def test_a_reader_that_goes_away_is_not_an_error(argv):
     assert err == ""
 
 
-def test_a_full_disk_under_the_output_is_one_line_and_exit_2():
+@pytest.mark.parametrize("argv", [
+    ["analyze", str(CAP / "grpcio_vs_h2/zombie_server.pcap"), "--format", "json"],  # fails while writing
+    ["explain"],  # small enough to fail only when flushed at exit
+])
+def test_a_full_disk_under_the_output_is_one_line_and_exit_2(argv):
     with open("/dev/full", "w") as full:  # Linux: every write to it fails with ENOSPC
-        p = subprocess.run(H2SCOPE + ["analyze", str(CAP / "grpcio_vs_h2/zombie_server.pcap"), "--format", "json"],
-                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        p = subprocess.run(H2SCOPE + argv, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr == "h2scope: error: No space left on device\n"
