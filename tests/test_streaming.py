@@ -275,16 +275,36 @@ def test_method_quantiles_are_polars_nearest(values, q):
     assert _nearest(sorted(values), q) == pl.Series(values, dtype=pl.Float64).quantile(q, "nearest")
 
 
-def test_method_rows_and_frame_agree_and_the_text_report_does_not_import_polars():
+def test_method_rows_are_what_polars_computes_over_the_streams():
+    """The per-method rows (built without polars) against a polars group-by over the same
+    streams, on every stored capture: calls, order, p50 and p99."""
+    import polars as pl
+
     from h2scope.report import tables
 
+    compared = 0
+    for path in capture_files():
+        streams = [s for s in analyze(str(path)).streams if s.method is not None]
+        if not streams:
+            continue
+        stats = tables.MethodStats()
+        for s in streams:
+            stats.add(s, False, 0)
+        got = [(r["method"], r["calls"], r["p50_ms"], r["p99_ms"]) for r in stats.rows()]
+        df = pl.DataFrame({"method": [s.method for s in streams],
+                           "ms": [(s.end_ns - s.start_ns) / 1e6 if s.end_ns is not None else None for s in streams]},
+                          schema={"method": pl.String, "ms": pl.Float64})
+        want = (df.group_by("method")
+                .agg(pl.len().alias("calls"), pl.col("ms").drop_nulls().quantile(0.5, "nearest").alias("p50"),
+                     pl.col("ms").drop_nulls().quantile(0.99, "nearest").alias("p99"))
+                .sort(["calls", "method"], descending=[True, False]))
+        assert got == [tuple(r) for r in want.iter_rows()], path
+        compared += len(got)
+    assert compared > 20
+
+
+def test_the_text_report_does_not_import_polars():
     path = str(ROOT / "captures/grpcgo/deadline_unary.pcap")
-    a = analyze(path, Options())
-    rows = tables.method_table(a.findings, a.streams).to_dicts()
-    stats = tables.MethodStats()
-    for s in a.streams:
-        stats.add(s, any(f.kind == "deadline-exceeded" and f.stream == s.stream for f in a.findings), 0)
-    assert rows == stats.rows() and rows and rows[0]["p50_ms"] is not None
     code = ("import sys; from h2scope.cli import main; main(['analyze', sys.argv[1]]); "
             "print('polars' in sys.modules, file=sys.stderr)")
     p = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120)
