@@ -7,8 +7,10 @@ interpreted and 2.95 s compiled (best of 5; benchmarks/README.md has instruction
 Everything else (CLI, the rules' wording of findings, reports, TUI, check) stays
 interpreted: it runs once per finding or once per capture, not per packet or stream.
 
-Set H2SCOPE_PURE_PYTHON=1 to install without compiling. Without mypy or a C compiler the
-extensions are skipped (setuptools' optional extensions) and h2scope runs as plain Python.
+It also builds one hand-written C extension, the walk of HPACK's Huffman machine
+(h2scope/http2/_huffman_c.c; huffman.py says why). Set H2SCOPE_PURE_PYTHON=1 to install
+without compiling. Without mypy or a C compiler the extensions are skipped (setuptools'
+optional extensions) and h2scope runs as plain Python.
 """
 
 from __future__ import annotations
@@ -22,9 +24,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from h2scope.native import COMPILED  # noqa: E402  (the list lives with the code that reports it)
 
 
+def c_modules() -> list:
+    """The one hand-written C extension: HPACK's Huffman walk (h2scope/http2/_huffman_c.c)."""
+    from setuptools import Extension
+
+    return [Extension("h2scope.http2._huffman_c", ["h2scope/http2/_huffman_c.c"], optional=True)]
+
+
 def ext_modules() -> list:
     if os.environ.get("H2SCOPE_PURE_PYTHON"):
         return []
+    return mypyc_modules() + c_modules()
+
+
+def mypyc_modules() -> list:
     try:
         from mypyc.build import mypycify
     except ImportError:

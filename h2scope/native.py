@@ -85,7 +85,10 @@ def stale_modules() -> list[str]:
 
 def describe() -> str:
     """For --version: how this h2scope runs."""
+    from .http2 import huffman
+
     n = len(compiled_modules())
+    c = ", HPACK Huffman in C" if huffman.C_WALK is not None else ""
     if n:
-        return f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc"
-    return "pure Python" + (f": {ENV} is set" if os.environ.get(ENV) else "")
+        return f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc{c}"
+    return "pure Python" + (f": {ENV} is set" if os.environ.get(ENV) else c)

@@ -118,10 +118,16 @@ def _hpack_huffman(data: bytes):
         return None
 
 
+# decode() is the C walk where it was built (CI builds it: .ci/run checks --version), else
+# decode_walk; both are held to hpack.
+_WALKS = [huffman.decode, huffman.decode_walk]
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=80))
 def test_huffman_matches_hpack_on_random_bytes(data):
-    assert huffman.decode(data) == _hpack_huffman(data)
+    want = _hpack_huffman(data)
+    assert [walk(data) for walk in _WALKS] == [want, want]
 
 
 @settings(max_examples=300, deadline=None)
@@ -131,7 +137,40 @@ def test_huffman_decodes_what_hpack_encodes(raw):
     from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
 
     encoded = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode(raw)
-    assert huffman.decode(encoded) == raw == _hpack_huffman(encoded)
+    assert [walk(encoded) for walk in _WALKS] == [raw, raw] == [_hpack_huffman(encoded)] * 2
+
+
+def test_huffman_walks_agree_on_every_truncation_and_bit_flip_of_encoded_strings():
+    from hpack.huffman import HuffmanEncoder
+    from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
+
+    enc = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
+    compared = 0
+    for raw in (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", b"grpc-python/1.85.1 grpc-c/45.0.0",
+                bytes(range(256)), b"\xff" * 40):
+        encoded = enc.encode(raw)
+        variants = [encoded[:n] for n in range(len(encoded) + 1)]
+        variants += [encoded[:i] + bytes([encoded[i] ^ (1 << b)]) + encoded[i + 1:]
+                     for i in range(len(encoded)) for b in range(8)]
+        for v in variants:
+            want = _hpack_huffman(v)
+            assert [walk(v) for walk in _WALKS] == [want, want], v
+            compared += 1
+    assert compared > 2000
+
+
+def test_the_c_walk_refuses_what_is_not_its_tables():
+    if huffman.C_WALK is None:
+        pytest.skip("built without a C compiler (CI builds it: .ci/run checks --version)")
+    from h2scope.http2._huffman_c import walk
+
+    tables = (huffman._NEXT, huffman._FLAGS, huffman._SYMBOL)
+    with pytest.raises(TypeError):
+        walk(b"\x1f", *tables[:2])
+    with pytest.raises(TypeError):
+        walk("text", *tables)
+    with pytest.raises(ValueError):
+        walk(b"\x1f", tables[0][:100], *tables[1:])
 
 
 def test_a_block_that_adds_to_the_table_is_decoded_again_every_time():

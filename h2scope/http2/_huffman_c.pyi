@@ -1,0 +1,3 @@
+from typing import Optional
+
+def walk(data: bytes, next_states: bytes, flags: bytes, symbols: bytes, /) -> Optional[bytes]: ...
