@@ -44,6 +44,10 @@ COMPILED = (
 )
 
 
+# The hand-written C extensions (setup.py), with their sources beside them.
+C_EXTENSIONS = ("h2scope.http2._huffman_c", "h2scope.capture._scan_c")
+
+
 class SourceFirst(importlib.abc.MetaPathFinder):
     """Finds h2scope's modules as .py files even where a compiled extension sits beside them."""
 
@@ -71,7 +75,7 @@ def compiled_modules() -> list[str]:
 
 
 def stale_modules() -> list[str]:
-    """Compiled modules whose .py source changed after they were built (rebuild with
+    """Compiled modules whose .py (or .c) source changed after they were built (rebuild with
     `pip install -e .`, or run with H2SCOPE_PURE_PYTHON=1)."""
     stale = []
     for name in compiled_modules():
@@ -80,15 +84,30 @@ def stale_modules() -> list[str]:
         source = os.path.join(os.path.dirname(ext), name.rpartition(".")[2] + ".py")
         if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(ext):
             stale.append(name)
+    for name in C_EXTENSIONS:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            continue
+        source = os.path.join(os.path.dirname(spec.origin), name.rpartition(".")[2] + ".c")
+        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(spec.origin):
+            stale.append(name)
     return stale
+
+
+def c_parts() -> list[str]:
+    """What runs in the hand-written C extensions (setup.py), where they were built."""
+    from .capture import pcap
+    from .http2 import huffman
+
+    return [name for name, fn in (("HPACK Huffman", huffman.C_WALK), ("pcap records", pcap.C_SCAN))
+            if fn is not None]
 
 
 def describe() -> str:
     """For --version: how this h2scope runs."""
-    from .http2 import huffman
-
     n = len(compiled_modules())
-    c = ", HPACK Huffman in C" if huffman.C_WALK is not None else ""
+    parts = c_parts()
+    c = ", " + " and ".join(parts) + " in C" if parts else ""
     if n:
         return f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc{c}"
     return "pure Python" + (f": {ENV} is set" if os.environ.get(ENV) else c)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .capture.link import LINKTYPE_NAMES, LinkDecoder
+from .capture.pcap import C_SCAN, Scan
 from .capture.reader import CaptureReader
 from .tcp.reassembly import DEFAULT_OOO_CAP, SinkFactory, TcpConnection, TcpTracker
 
@@ -60,6 +61,26 @@ class CaptureInfo:
 
 ProgressFn = Callable[[int], None]
 
+# The C record scanner for classic pcap files (capture/_scan_c.c), or None where it was not
+# built or H2SCOPE_PURE_PYTHON is set; tests switch it off with use_c_scan(False) to hold the
+# two paths equal.
+_scan: Optional[Scan] = C_SCAN
+
+
+def use_c_scan(on: bool) -> None:
+    global _scan
+    _scan = C_SCAN if on else None
+
+
+def _every_4096(tracker: TcpTracker, reader: CaptureReader, number: int, progress: Optional[ProgressFn],
+                tick: Optional[Callable[[int], None]]) -> None:
+    """What the loop does after every 4096th packet: close idle connections, report progress."""
+    tracker.sweep()
+    if progress is not None:
+        progress(reader.bytes_read)
+    if tick is not None:
+        tick(number)
+
 
 def run_capture(path: str, sink_factory: SinkFactory, *,
                 on_finished: Optional[Callable[[TcpConnection], None]] = None,
@@ -81,35 +102,49 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
     tracker = TcpTracker(sink_factory, ooo_cap=ooo_cap, on_finished=on_finished)
     tcp_packets = 0
     with CaptureReader(path) as reader:
-        info.format = reader.format
         info.compressed = reader.compressed
         try:
-            for number, ts_ns, linktype, data, _orig in reader:
-                if parts == 1:
-                    seg = decoder.decode(linktype, data)
-                    if seg is not None:
-                        tcp_packets += 1
-                        tracker.feed(number, ts_ns, seg)
-                else:
-                    port_sum = decoder.fast_port_sum(linktype, data)
-                    if port_sum >= 0:
-                        tcp_packets += 1  # TCP by decode's fast path, whoever's it is
-                        if port_sum % parts == part:
-                            seg = decoder.decode(linktype, data)
+            scan = _scan if reader.detect() == "pcap" else None
+            if scan is not None:
+                # Classic pcap: records and their fast-path headers decoded in C, a batch at
+                # a time; the rest as below (pcap.read_batches says how the two agree).
+                for items, last, tcp in reader.batches(scan, parts, part):
+                    tcp_packets += tcp
+                    for item in items:
+                        number, ts_ns, src, sport, dst, dport, seq, ack, flags, window, payload = item
+                        if src is not None and dst is not None:
+                            tracker.feed(number, ts_ns, (src, sport, dst, dport, seq, ack, flags, window, payload, 0))
+                        else:
+                            seg = decoder.decode(sport, payload)  # sport holds the link type here
                             if seg is not None:
-                                tracker.feed(number, ts_ns, seg)
-                    else:
+                                tcp_packets += 1
+                                if parts == 1 or (seg[1] + seg[3]) % parts == part:
+                                    tracker.feed(number, ts_ns, seg)
+                    if not last & 0xFFF:
+                        _every_4096(tracker, reader, last, progress, tick)
+            else:
+                for number, ts_ns, linktype, data, _orig in reader:
+                    if parts == 1:
                         seg = decoder.decode(linktype, data)
                         if seg is not None:
                             tcp_packets += 1
-                            if (seg[1] + seg[3]) % parts == part:
-                                tracker.feed(number, ts_ns, seg)
-                if not number & 0xFFF:
-                    tracker.sweep()
-                    if progress is not None:
-                        progress(reader.bytes_read)
-                    if tick is not None:
-                        tick(number)
+                            tracker.feed(number, ts_ns, seg)
+                    else:
+                        port_sum = decoder.fast_port_sum(linktype, data)
+                        if port_sum >= 0:
+                            tcp_packets += 1  # TCP by decode's fast path, whoever's it is
+                            if port_sum % parts == part:
+                                seg = decoder.decode(linktype, data)
+                                if seg is not None:
+                                    tracker.feed(number, ts_ns, seg)
+                        else:
+                            seg = decoder.decode(linktype, data)
+                            if seg is not None:
+                                tcp_packets += 1
+                                if (seg[1] + seg[3]) % parts == part:
+                                    tracker.feed(number, ts_ns, seg)
+                    if not number & 0xFFF:
+                        _every_4096(tracker, reader, number, progress, tick)
         finally:
             info.format = reader.format
             info.packets = reader.packets

@@ -91,10 +91,10 @@ def test_the_pure_switch_loads_every_module_from_source():
     env = {**os.environ, PURE_ENV: "1"}
     code = ("from h2scope.native import compiled_modules, COMPILED; import importlib, sys; "
             "mods = [importlib.import_module(m) for m in COMPILED]; "
-            "from h2scope.http2 import huffman; "
-            "print(compiled_modules(), all(m.__file__.endswith('.py') for m in mods), huffman.C_WALK)")
+            "from h2scope.http2 import huffman; from h2scope.capture import pcap; "
+            "print(compiled_modules(), all(m.__file__.endswith('.py') for m in mods), huffman.C_WALK, pcap.C_SCAN)")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert r.stdout.split() == ["[]", "True", "None"]  # the C Huffman walk is off too
+    assert r.stdout.split() == ["[]", "True", "None", "None"]  # the C Huffman walk and pcap scanner are off too
 
 
 def test_version_says_how_h2scope_runs():
@@ -102,10 +102,12 @@ def test_version_says_how_h2scope_runs():
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     r = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == ""
+    from h2scope.capture import pcap
     from h2scope.http2 import huffman
 
     n = len(compiled_modules())
-    c = ", HPACK Huffman in C" if huffman.C_WALK is not None else ""
+    parts = [name for name, fn in (("HPACK Huffman", huffman.C_WALK), ("pcap records", pcap.C_SCAN)) if fn]
+    c = ", " + " and ".join(parts) + " in C" if parts else ""
     expected = f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc{c}" if n else f"pure Python{c}"
     assert r.stdout == f"h2scope 0.1.0 ({expected})\n"
     r = subprocess.run([exe, "--version"], env={**env, PURE_ENV: "1"}, capture_output=True, text=True)

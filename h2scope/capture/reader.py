@@ -206,6 +206,7 @@ class CaptureReader:
         self.format = "unknown"
         self.first_ts_ns: int | None = None
         self.last_ts_ns: int | None = None
+        self._magic: bytes | None = None
 
     def close(self) -> None:
         if self._raw is not sys.stdin.buffer:
@@ -230,9 +231,11 @@ class CaptureReader:
             raise CaptureError(f"{self.display_name}: {message}")
         self.warn(f"{message}; analyzed the {self.packets} packets before it")
 
-    def __iter__(self) -> Iterator[tuple[int, int, int, bytes, int]]:
-        """Yield (number, ts_ns, linktype, data, orig_len) tuples: the hot path avoids
-        building a Packet per record; wrap with Packet._make when convenient."""
+    def detect(self) -> str:
+        """Read the file's magic once and name its format ("pcap" or "pcapng"); CaptureError
+        when it is neither."""
+        if self._magic is not None:
+            return self.format
         magic = self.source.take(4)
         if len(magic) < 4:
             if self.source.read_error:
@@ -241,17 +244,37 @@ class CaptureReader:
                                f"{self.display_name}: too short to be a capture ({len(magic)} bytes)")
         if magic == b"\x0a\x0d\x0d\x0a":
             self.format = "pcapng"
-            records = pcapng.read_packets(self, magic)
         elif magic in pcap.MAGICS:
             self.format = "pcap"
-            records = pcap.read_packets(self, magic)
         else:
             raise CaptureError(
                 f"{self.display_name}: not a pcap or pcapng capture (starts with {magic.hex()})"
             )
+        self._magic = magic
+        return self.format
+
+    def __iter__(self) -> Iterator[tuple[int, int, int, bytes, int]]:
+        """Yield (number, ts_ns, linktype, data, orig_len) tuples: the hot path avoids
+        building a Packet per record; wrap with Packet._make when convenient."""
+        self.detect()
+        magic = self._magic
+        assert magic is not None
         # The format readers number the records and keep packets/first_ts_ns/last_ts_ns
         # current themselves: one generator per packet instead of two.
-        yield from records
+        if self.format == "pcapng":
+            yield from pcapng.read_packets(self, magic)
+        else:
+            yield from pcap.read_packets(self, magic)
+        if self.source.read_error:
+            self.fail_or_warn(self.source.read_error)
+
+    def batches(self, scan: pcap.Scan, parts: int = 1, part: int = 0) -> Iterator[pcap.Batch]:
+        """A classic pcap file's records through the C scanner (pcap.read_batches), for a
+        reader whose detect() said "pcap"."""
+        self.detect()
+        magic = self._magic
+        assert magic is not None and self.format == "pcap"
+        yield from pcap.read_batches(self, magic, scan, parts, part)
         if self.source.read_error:
             self.fail_or_warn(self.source.read_error)
 

@@ -1,0 +1,239 @@
+/* The classic-pcap record loop and decode()'s fast path, in C, a batch of records per call.
+ *
+ * h2scope/capture/pcap.py (read_packets) and link.py (LinkDecoder.decode's fast path, and
+ * fast_port_sum) are the reference: this is the same record loop and the same conditions,
+ * and anything the fast path does not take (another link type, IPv6, IP options,
+ * fragments, damage) goes back to Python as the record's bytes, for decode()'s general
+ * path. Hand-written because reading records and their headers was a fixed cost per packet
+ * that compiled Python could not bring down further: on W1-2MB's pipeline, 34 M
+ * instructions for the record loop (a generator resumed per record, its timestamp
+ * multiplied through Python ints because mypyc's overflow check refuses a tagged epoch
+ * second) and 27 M for decode(), of 422 M; and a --jobs worker paid the record loop for
+ * every packet of the capture, the other worker's too. Here a record costs about 100
+ * instructions and a skipped one no object at all (benchmarks/README.md has the numbers).
+ * tests/test_scan.py holds this equal to the Python reader and decoder on every stored
+ * capture, on damaged headers and on cut and corrupt files.
+ *
+ * scan(buf, pos, little, ns_per_unit, limit, linktype, number, parts, part)
+ *   reads the records that lie whole in buf from pos on (those with incl_len <= limit),
+ *   numbering them after `number`, and stops after a record whose number is a multiple of
+ *   4096 (the pipeline sweeps and reports progress there), or at the first record that is
+ *   not whole in buf or is larger than limit (pcap.py reads that one through the source).
+ *   Returns (pos, number, first_ts, last_ts, tcp, items):
+ *     first_ts, last_ts  the first and last record's epoch nanoseconds (-1 if none was read),
+ *     tcp                records the fast path took, this worker's or not,
+ *     items              a list, in record order, of
+ *       (number, ts_ns, src, sport, dst, dport, seq, ack, flags, window, payload)
+ *         for a fast-path segment whose port sum modulo parts is part,
+ *       (number, ts_ns, None, linktype, None, 0, 0, 0, 0, 0, data)
+ *         for a record the fast path does not take.
+ *
+ * Bounds: every read of a record header is behind `blen - pos >= 16`, every read of a
+ * packet behind the checks the Python fast path makes (n >= off + 40, start <= ip_end <=
+ * n), and a batch holds at most 4096 items.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define BATCH_MASK 0xFFF
+
+/* IPv4 addresses repeat packet after packet: one bytes object per address, kept in a small
+ * direct-mapped cache, so that the tracker's 4-tuple lookup hashes each address once (a
+ * bytes object caches its hash) instead of every packet. */
+#define ADDR_SLOTS 256
+static PyObject *addr_obj[ADDR_SLOTS];
+static uint32_t addr_key[ADDR_SLOTS];
+
+static PyObject *
+address(const unsigned char *p)
+{
+    uint32_t key = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    unsigned int slot = (key ^ key >> 8 ^ key >> 16 ^ key >> 24) & (ADDR_SLOTS - 1);
+    PyObject *obj = addr_obj[slot];
+    if (obj != NULL && addr_key[slot] == key) {
+        Py_INCREF(obj);
+        return obj;
+    }
+    obj = PyBytes_FromStringAndSize((const char *)p, 4);
+    if (obj == NULL) {
+        return NULL;
+    }
+    Py_XDECREF(addr_obj[slot]);
+    Py_INCREF(obj);
+    addr_obj[slot] = obj;
+    addr_key[slot] = key;
+    return obj;
+}
+
+static inline uint32_t
+u32(const unsigned char *p, int little)
+{
+    if (little) {
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    }
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* An 11-tuple, stealing the references it is given; NULL (and every reference released) if
+ * any is NULL. */
+static PyObject *
+item(PyObject *v[11])
+{
+    PyObject *t = NULL;
+    for (int i = 0; i < 11; i++) {
+        if (v[i] == NULL) {
+            goto fail;
+        }
+    }
+    t = PyTuple_New(11);
+    if (t == NULL) {
+        goto fail;
+    }
+    for (int i = 0; i < 11; i++) {
+        PyTuple_SET_ITEM(t, i, v[i]);
+    }
+    return t;
+fail:
+    for (int i = 0; i < 11; i++) {
+        Py_XDECREF(v[i]);
+    }
+    return NULL;
+}
+
+static PyObject *
+scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan(buf, pos, little, ns_per_unit, limit, linktype, number, parts, part) takes 9 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan: buf must be bytes");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    int little = PyObject_IsTrue(args[2]);
+    long long ns_per_unit = PyLong_AsLongLong(args[3]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
+    long linktype = PyLong_AsLong(args[5]);
+    long long number = PyLong_AsLongLong(args[6]);
+    long parts = PyLong_AsLong(args[7]);
+    long part = PyLong_AsLong(args[8]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t blen = PyBytes_GET_SIZE(args[0]);
+    if (pos < 0 || pos > blen || parts < 1 || part < 0 || part >= parts || number < 0
+            || (ns_per_unit != 1 && ns_per_unit != 1000) || limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
+        return NULL;
+    }
+    /* link.py's _FAST_OFFSETS: where the ethertype and the IPv4 header lie. */
+    Py_ssize_t e, off;
+    int fast = 1;
+    switch (linktype) {
+    case 1: e = 12; off = 14; break;     /* EN10MB */
+    case 113: e = 14; off = 16; break;   /* LINUX_SLL */
+    case 276: e = 0; off = 20; break;    /* LINUX_SLL2 */
+    default: e = off = 0; fast = 0; break;
+    }
+
+    PyObject *items = PyList_New(0);
+    if (items == NULL) {
+        return NULL;
+    }
+    long long first_ts = -1, ts = -1, tcp = 0;
+    while (blen - pos >= 16) {
+        const unsigned char *h = buf + pos;
+        uint32_t sec = u32(h, little), frac = u32(h + 4, little), incl = u32(h + 8, little);
+        if ((Py_ssize_t)incl > limit || (Py_ssize_t)incl > blen - pos - 16) {
+            break;  /* pcap.py reads this record through the source, or reports the damage */
+        }
+        const unsigned char *d = h + 16;
+        Py_ssize_t n = (Py_ssize_t)incl;
+        pos += 16 + n;
+        number++;
+        ts = (long long)sec * 1000000000LL + (long long)frac * ns_per_unit;
+        if (first_ts < 0) {
+            first_ts = ts;
+        }
+        PyObject *it = NULL;
+        int took = 0;
+        if (fast && n >= off + 40 && d[e] == 0x08 && d[e + 1] == 0 && d[off] == 0x45 && d[off + 9] == 6
+                && !(d[off + 6] & 0x3F) && d[off + 7] == 0) {
+            Py_ssize_t t = off + 20;
+            unsigned int doff = d[t + 12];
+            Py_ssize_t total = (Py_ssize_t)d[off + 2] << 8 | d[off + 3];
+            Py_ssize_t start = t + (Py_ssize_t)(doff >> 4) * 4;
+            Py_ssize_t ip_end = total ? off + total : n;
+            if (doff >= 0x50 && start <= ip_end && ip_end <= n) {
+                took = 1;
+                tcp++;
+                long sport = (long)d[t] << 8 | d[t + 1];
+                long dport = (long)d[t + 2] << 8 | d[t + 3];
+                if (parts == 1 || (sport + dport) % parts == part) {
+                    PyObject *v[11] = {
+                        PyLong_FromLongLong(number), PyLong_FromLongLong(ts),
+                        address(d + off + 12), PyLong_FromLong(sport),
+                        address(d + off + 16), PyLong_FromLong(dport),
+                        PyLong_FromUnsignedLong(u32(d + t + 4, 0)), PyLong_FromUnsignedLong(u32(d + t + 8, 0)),
+                        PyLong_FromLong(d[t + 13]), PyLong_FromLong((long)d[t + 14] << 8 | d[t + 15]),
+                        PyBytes_FromStringAndSize((const char *)d + start, ip_end - start),
+                    };
+                    it = item(v);
+                    if (it == NULL) {
+                        goto fail;
+                    }
+                }
+            }
+        }
+        if (!took) {
+            Py_INCREF(Py_None);
+            Py_INCREF(Py_None);
+            PyObject *v[11] = {
+                PyLong_FromLongLong(number), PyLong_FromLongLong(ts), Py_None, PyLong_FromLong(linktype), Py_None,
+                PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
+                PyBytes_FromStringAndSize((const char *)d, n),
+            };
+            it = item(v);
+            if (it == NULL) {
+                goto fail;
+            }
+        }
+        if (it != NULL) {
+            int rc = PyList_Append(items, it);
+            Py_DECREF(it);
+            if (rc < 0) {
+                goto fail;
+            }
+        }
+        if (!(number & BATCH_MASK)) {
+            break;
+        }
+    }
+    return Py_BuildValue("nLLLLN", pos, number, first_ts, ts, tcp, items);
+fail:
+    Py_DECREF(items);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(buf, pos, little, ns_per_unit, limit, linktype, number, parts, part) -> "
+     "(pos, number, first_ts, last_ts, tcp, items): the pcap records whole in buf, decoded"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_scan_c", "pcap records and their Ethernet/IPv4/TCP headers in C (see pcap.py)",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__scan_c(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,245 @@
+"""The C record scanner (h2scope/capture/_scan_c.c) against its reference in Python.
+
+For classic pcap files the pipeline reads records through the scanner, which also decodes
+decode()'s fast path (Ethernet/Linux cooked + option-less IPv4 + TCP) and, for a --jobs
+worker, leaves out the other worker's segments. Whatever it does must be what
+pcap.read_packets + LinkDecoder.decode + the per-packet loop's partition do: the same
+segments for the same packet numbers and timestamps, the same TCP packet count, the same
+facts and warnings about the file, on every stored capture, on files cut or damaged
+anywhere, across read chunks, and on damaged packet headers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from contextlib import redirect_stdout
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pcapgen as g
+from conftest import CAPTURES_DIR, capture_files
+from h2scope import pipeline
+from h2scope.capture import pcap
+from h2scope.capture.link import LinkDecoder
+from h2scope.capture.reader import CHUNK, CaptureReader
+from h2scope.cli import main
+from h2scope.errors import CaptureError
+
+PCAPS = [p for p in capture_files() if CaptureReader(str(p)).detect() == "pcap"]
+IDS = [str(p.relative_to(CAPTURES_DIR)) for p in PCAPS]
+BASE = CAPTURES_DIR / "grpcio/unary_ok.pcap"
+
+
+@pytest.fixture(scope="module")
+def scan():
+    if pcap.C_SCAN is None:
+        pytest.skip("built without a C compiler (CI builds it: .ci/run checks --version)")
+    return pcap.C_SCAN
+
+
+def _facts(r: CaptureReader) -> tuple:
+    return (r.format, r.packets, r.first_ts_ns, r.last_ts_ns, r.warnings, r.link_types)
+
+
+def reference(path, parts: int = 1, part: int = 0):
+    """What run_capture's per-packet loop feeds the tracker: [(number, ts_ns, segment)], the
+    TCP packet count, the reader's facts (or the CaptureError)."""
+    decoder = LinkDecoder()
+    fed, tcp = [], 0
+    r = CaptureReader(str(path))
+    try:
+        for number, ts, lt, data, _orig in r:
+            seg = decoder.decode(lt, data)
+            if seg is not None:
+                tcp += 1
+                if (seg[1] + seg[3]) % parts == part:
+                    fed.append((number, ts, seg))
+    except CaptureError as e:
+        return fed, tcp, str(e), dict(decoder.skipped)
+    finally:
+        r.close()
+    return fed, tcp, _facts(r), dict(decoder.skipped)
+
+
+def scanned(path, scan, parts: int = 1, part: int = 0):
+    """The same through pcap.read_batches and the scanner, as run_capture's batch loop does;
+    also how many segments the scanner decoded itself."""
+    decoder = LinkDecoder()
+    fed, tcp, in_c, lasts = [], 0, 0, []
+    r = CaptureReader(str(path))
+    try:
+        for items, last, counted in r.batches(scan, parts, part):
+            tcp += counted
+            lasts.append(last)
+            for number, ts, src, sport, dst, dport, seq, ack, flags, window, payload in items:
+                if src is not None:
+                    in_c += 1
+                    fed.append((number, ts, (src, sport, dst, dport, seq, ack, flags, window, payload, 0)))
+                else:
+                    seg = decoder.decode(sport, payload)
+                    if seg is not None:
+                        tcp += 1
+                        if (seg[1] + seg[3]) % parts == part:
+                            fed.append((number, ts, seg))
+    except CaptureError as e:
+        return (fed, tcp, str(e), dict(decoder.skipped)), in_c, lasts
+    finally:
+        r.close()
+    return (fed, tcp, _facts(r), dict(decoder.skipped)), in_c, lasts
+
+
+@pytest.mark.parametrize("path", PCAPS, ids=IDS)
+def test_every_stored_pcap_scans_as_the_python_reader_reads_it(path: Path, scan) -> None:
+    want = reference(path)
+    got, in_c, lasts = scanned(path, scan)
+    assert got == want
+    for parts in (2, 3):
+        for part in range(parts):
+            assert scanned(path, scan, parts, part)[0] == reference(path, parts, part)
+    # A batch ends at the latest where the pipeline sweeps: after every 4096th record.
+    assert all(b - a <= 4096 for a, b in zip([0] + lasts, lasts))
+
+
+def test_the_scanner_decodes_nearly_every_stored_packet_itself(scan) -> None:
+    in_c = total = 0
+    for path in PCAPS:
+        got, n, _ = scanned(path, scan)
+        in_c += n
+        total += got[2][1]
+    assert total > 2000 and in_c > total * 0.8  # not a scanner that hands everything back
+
+
+def _big(tmp_path: Path, nano: bool = False, endian: str = "<") -> Path:
+    """A capture of several read chunks and more than 4096 records, from a real one."""
+    cap = g.read_pcap(CAPTURES_DIR / "grpcio/large_message.pcap")
+    records = []
+    for rep in range(int(3 * CHUNK / sum(len(r.data) + 16 for r in cap.records)) + 2):
+        records += [replace(r, ts_ns=r.ts_ns + rep * 10**9 + 7) for r in cap.records]
+    small = g.read_pcap(BASE).records
+    while len(records) < 9000:
+        records += [replace(r, ts_ns=r.ts_ns + len(records) * 10**6) for r in small]
+    path = tmp_path / f"big-{nano}-{endian}.pcap"
+    path.write_bytes(g.pcap_bytes(cap.linktype, records, nano=nano, endian=endian))
+    return path
+
+
+@pytest.mark.parametrize("nano,endian", [(False, "<"), (True, ">")])
+def test_a_capture_across_read_chunks_and_sweeps(tmp_path: Path, scan, nano, endian) -> None:
+    path = _big(tmp_path, nano, endian)
+    assert path.stat().st_size > 3 * CHUNK
+    want = reference(path)
+    got, in_c, lasts = scanned(path, scan)
+    assert got == want and want[2][1] > 9000
+    assert in_c < want[1]  # records that straddle a chunk boundary come back through Python
+    assert [n for n in lasts if n % 4096 == 0] == list(range(4096, want[2][1] + 1, 4096))
+    for part in (0, 1):
+        assert scanned(path, scan, 2, part)[0] == reference(path, 2, part)
+
+
+def test_a_capture_cut_or_damaged_anywhere_reads_the_same(tmp_path: Path, scan) -> None:
+    raw = BASE.read_bytes()
+    path = tmp_path / "cut.pcap"
+    checked = 0
+    for end in list(range(0, 200)) + list(range(200, len(raw), 37)):
+        path.write_bytes(raw[:end])
+        assert scanned(path, scan)[0] == reference(path), end
+        checked += 1
+    # a record header claiming more than the snaplen allows, at several records
+    offsets, pos = [], 24
+    while pos + 16 <= len(raw):
+        offsets.append(pos)
+        pos += 16 + struct.unpack_from("<I", raw, pos + 8)[0]
+    for at in offsets[::3]:
+        bad = bytearray(raw)
+        struct.pack_into("<I", bad, at + 8, 0x7FFFFFFF)
+        path.write_bytes(bytes(bad))
+        got = scanned(path, scan)[0]
+        assert got == reference(path)
+        assert isinstance(got[2], str) or "damaged" in got[2][4][0]
+        checked += 1
+    assert checked > 250
+
+
+_HEAD = {1: None, 113: bytes(14) + b"\x08\x00", 276: b"\x08\x00" + bytes(18)}
+
+
+def _one_record(tmp_path: Path, lt: int, data: bytes) -> Path:
+    path = tmp_path / f"one-{lt}.pcap"
+    path.write_bytes(g.pcap_bytes(lt, [g.Record(1_700_000_000_123_456_000, data, len(data))]))
+    return path
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([1, 113, 276, 101, 0]),
+       st.lists(st.tuples(st.integers(0, 63), st.integers(0, 255)), max_size=4), st.integers(-30, 4))
+def test_damaged_packet_headers_decode_as_decode_does(tmp_path_factory, lt, edits, cut):
+    if pcap.C_SCAN is None:
+        pytest.skip("built without a C compiler")
+    base = g.read_pcap(BASE).records[5].data  # a data-carrying Ethernet/IPv4/TCP packet
+    head = {1: base[:14], 113: _HEAD[113], 276: _HEAD[276], 101: b"", 0: b"\x02\x00\x00\x00"}[lt]
+    data = bytearray(head + base[14:])
+    for i, v in edits:
+        if i < len(data):
+            data[i] = v
+    data = bytes(data[:len(data) + cut] if cut < 0 else data + bytes(cut))
+    path = _one_record(tmp_path_factory.mktemp("one"), lt, data)
+    assert scanned(path, pcap.C_SCAN)[0] == reference(path)
+
+
+@pytest.mark.parametrize("lt", [1, 113, 276])
+def test_every_single_byte_edit_of_the_headers(tmp_path: Path, scan, lt) -> None:
+    base = g.read_pcap(BASE).records[5].data
+    head = base[:14] if lt == 1 else _HEAD[lt]
+    packet = head + base[14:]
+    records = []
+    for i in range(len(head) + 40):  # every byte of the link, IPv4 and TCP headers
+        for v in range(0, 256, 3):
+            d = packet[:i] + bytes([v]) + packet[i + 1:]
+            records.append(g.Record(1_700_000_000_000_000_000 + len(records) * 1000, d, len(d)))
+    path = tmp_path / "edits.pcap"
+    path.write_bytes(g.pcap_bytes(lt, records))
+    want = reference(path)
+    assert len(want[0]) > len(records) // 2
+    for parts, part in ((1, 0), (2, 0), (2, 1)):
+        assert scanned(path, scan, parts, part)[0] == reference(path, parts, part)
+
+
+def test_the_scanner_refuses_bad_arguments(scan) -> None:
+    ok = (b"", 0, True, 1000, 262144, 1, 0, 1, 0)
+    assert scan(*ok) == (0, 0, -1, -1, 0, [])
+    with pytest.raises(TypeError):
+        scan(*ok[:8])
+    with pytest.raises(TypeError):
+        scan("text", *ok[1:])
+    for i, value in ((1, -1), (1, 5), (3, 0), (3, 7), (4, -1), (6, -1), (7, 0), (8, 1), (8, -1)):
+        args = list(ok)
+        args[i] = value
+        with pytest.raises(ValueError):
+            scan(*args)
+
+
+def _analyze(path, jobs: int) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        main(["analyze", str(path), "--format", "json", "--jobs", str(jobs)])
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_analysis_is_the_same_with_and_without_the_scanner(tmp_path: Path, scan, jobs) -> None:
+    paths = PCAPS + [_big(tmp_path)]
+    try:
+        pipeline.use_c_scan(True)
+        with_c = [_analyze(p, jobs) for p in paths]
+        pipeline.use_c_scan(False)
+        without = [_analyze(p, jobs) for p in paths]
+    finally:
+        pipeline.use_c_scan(True)
+    assert with_c == without
+    assert sum(json.loads(s)["summary"]["streams"] for s in with_c) > 500
