@@ -96,11 +96,11 @@ def stale_modules() -> list[str]:
 
 def c_parts() -> list[str]:
     """What runs in the hand-written C extensions (setup.py), where they were built."""
-    from .capture import pcap
+    from .capture import pcap, pcapng
     from .http2 import huffman
 
-    return [name for name, fn in (("HPACK Huffman", huffman.C_WALK), ("pcap records", pcap.C_SCAN))
-            if fn is not None]
+    return [name for name, fn in (("HPACK Huffman", huffman.C_WALK),
+                                  ("pcap records", pcap.C_SCAN and pcapng.C_SCAN)) if fn is not None]
 
 
 def describe() -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from .capture.link import LINKTYPE_NAMES, LinkDecoder
-from .capture.pcap import C_SCAN, Scan
 from .capture.reader import CaptureReader
 from .tcp.reassembly import DEFAULT_OOO_CAP, SinkFactory, TcpConnection, TcpTracker
 
@@ -61,15 +60,15 @@ class CaptureInfo:
 
 ProgressFn = Callable[[int], None]
 
-# The C record scanner for classic pcap files (capture/_scan_c.c), or None where it was not
-# built or H2SCOPE_PURE_PYTHON is set; tests switch it off with use_c_scan(False) to hold the
-# two paths equal.
-_scan: Optional[Scan] = C_SCAN
+# Whether records are read through the C scanner (capture/_scan_c.c) where it was built (not
+# with H2SCOPE_PURE_PYTHON set); tests switch it off with use_c_scan(False) to hold the two
+# paths equal.
+_use_c = True
 
 
 def use_c_scan(on: bool) -> None:
-    global _scan
-    _scan = C_SCAN if on else None
+    global _use_c
+    _use_c = on
 
 
 def _every_4096(tracker: TcpTracker, reader: CaptureReader, number: int, progress: Optional[ProgressFn],
@@ -104,11 +103,10 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
     with CaptureReader(path) as reader:
         info.compressed = reader.compressed
         try:
-            scan = _scan if reader.detect() == "pcap" else None
-            if scan is not None:
-                # Classic pcap: records and their fast-path headers decoded in C, a batch at
-                # a time; the rest as below (pcap.read_batches says how the two agree).
-                for items, last, tcp in reader.batches(scan, parts, part):
+            if _use_c and reader.can_batch():
+                # Records and their fast-path headers decoded in C, a batch at a time; the
+                # rest as below (pcap.read_batches says how the two agree).
+                for items, last, tcp in reader.batches(parts, part):
                     tcp_packets += tcp
                     for item in items:
                         number, ts_ns, src, sport, dst, dport, seq, ack, flags, window, payload = item

@@ -1,6 +1,6 @@
 """The C record scanner (h2scope/capture/_scan_c.c) against its reference in Python.
 
-For classic pcap files the pipeline reads records through the scanner, which also decodes
+The pipeline reads pcap records and pcapng Enhanced Packet Blocks through the scanner, which also decodes
 decode()'s fast path (Ethernet/Linux cooked + option-less IPv4 + TCP) and, for a --jobs
 worker, leaves out the other worker's segments. Whatever it does must be what
 pcap.read_packets + LinkDecoder.decode + the per-packet loop's partition do: the same
@@ -25,20 +25,20 @@ from hypothesis import strategies as st
 import pcapgen as g
 from conftest import CAPTURES_DIR, capture_files
 from h2scope import pipeline
-from h2scope.capture import pcap
+from h2scope.capture import pcap, pcapng
 from h2scope.capture.link import LinkDecoder
 from h2scope.capture.reader import CHUNK, CaptureReader
 from h2scope.cli import main
 from h2scope.errors import CaptureError
 
-PCAPS = [p for p in capture_files() if CaptureReader(str(p)).detect() == "pcap"]
+PCAPS = capture_files()  # pcap, pcapng and gzip of either
 IDS = [str(p.relative_to(CAPTURES_DIR)) for p in PCAPS]
 BASE = CAPTURES_DIR / "grpcio/unary_ok.pcap"
 
 
 @pytest.fixture(scope="module")
 def scan():
-    if pcap.C_SCAN is None:
+    if pcap.C_SCAN is None or pcapng.C_SCAN is None:
         pytest.skip("built without a C compiler (CI builds it: .ci/run checks --version)")
     return pcap.C_SCAN
 
@@ -68,13 +68,13 @@ def reference(path, parts: int = 1, part: int = 0):
 
 
 def scanned(path, scan, parts: int = 1, part: int = 0):
-    """The same through pcap.read_batches and the scanner, as run_capture's batch loop does;
-    also how many segments the scanner decoded itself."""
+    """The same through CaptureReader.batches and the scanner, as run_capture's batch loop
+    does; also how many segments the scanner decoded itself and where batches ended."""
     decoder = LinkDecoder()
     fed, tcp, in_c, lasts = [], 0, 0, []
     r = CaptureReader(str(path))
     try:
-        for items, last, counted in r.batches(scan, parts, part):
+        for items, last, counted in r.batches(parts, part):
             tcp += counted
             lasts.append(last)
             for number, ts, src, sport, dst, dport, seq, ack, flags, window, payload in items:
@@ -95,7 +95,7 @@ def scanned(path, scan, parts: int = 1, part: int = 0):
 
 
 @pytest.mark.parametrize("path", PCAPS, ids=IDS)
-def test_every_stored_pcap_scans_as_the_python_reader_reads_it(path: Path, scan) -> None:
+def test_every_stored_capture_scans_as_the_python_reader_reads_it(path: Path, scan) -> None:
     want = reference(path)
     got, in_c, lasts = scanned(path, scan)
     assert got == want
@@ -213,6 +213,19 @@ def test_every_single_byte_edit_of_the_headers(tmp_path: Path, scan, lt) -> None
 def test_the_scanner_refuses_bad_arguments(scan) -> None:
     ok = (b"", 0, True, 1000, 262144, 1, 0, 1, 0)
     assert scan(*ok) == (0, 0, -1, -1, 0, [])
+    ng = (b"", 0, True, ((1, 1000, 0), None), 0, 1, 0)
+    assert pcapng.C_SCAN(*ng) == (0, 0, -1, -1, 0, [])
+    with pytest.raises(TypeError):
+        pcapng.C_SCAN(*ng[:6])
+    with pytest.raises(TypeError):
+        pcapng.C_SCAN(b"", 0, True, [(1, 1000, 0)], 0, 1, 0)
+    with pytest.raises(TypeError):
+        pcapng.C_SCAN(b"", 0, True, ((1, 1000),), 0, 1, 0)
+    for i, value in ((1, -1), (1, 5), (4, -1), (5, 0), (6, 1)):
+        args = list(ng)
+        args[i] = value
+        with pytest.raises(ValueError):
+            pcapng.C_SCAN(*args)
     with pytest.raises(TypeError):
         scan(*ok[:8])
     with pytest.raises(TypeError):
@@ -243,3 +256,96 @@ def test_analysis_is_the_same_with_and_without_the_scanner(tmp_path: Path, scan,
         pipeline.use_c_scan(True)
     assert with_c == without
     assert sum(json.loads(s)["summary"]["streams"] for s in with_c) > 500
+
+
+# ---- pcapng ------------------------------------------------------------------------------
+
+from test_capture_formats import VARIANTS  # noqa: E402  (the derived link layers and pcapng layouts)
+
+
+@pytest.fixture(scope="module")
+def bases() -> dict:
+    return {p: g.read_pcap(p) for p in {source for source, _ in VARIANTS.values()}}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_derived_variant_scans_as_it_reads(name: str, bases, tmp_path: Path, scan) -> None:
+    source, build = VARIANTS[name]
+    data, _ = build(bases[source])
+    path = tmp_path / f"{name}.bin"
+    path.write_bytes(data)
+    for parts, part in ((1, 0), (2, 0), (2, 1)):
+        got, _in_c, _ = scanned(path, scan, parts, part)
+        assert got == reference(path, parts, part)
+
+
+def _ng(records, *, tsresol=None, e="<", sections=1) -> bytes:
+    """A pcapng file of EN10MB records, `sections` sections of them."""
+    out = []
+    per = (len(records) + sections - 1) // sections
+    for k in range(sections):
+        out += [g.shb(e), g.idb(g.EN10MB, tsresol=tsresol, e=e)]
+        out += [g.epb(0, r, tsresol, e) for r in records[k * per:(k + 1) * per]]
+    return b"".join(out)
+
+
+def test_a_pcapng_across_read_chunks_sections_and_sweeps(tmp_path: Path, scan) -> None:
+    cap = g.read_pcap(_big(tmp_path))
+    for kw in ({}, {"tsresol": 9, "e": ">", "sections": 3}):
+        path = tmp_path / "big.pcapng"
+        path.write_bytes(_ng(cap.records, **kw))
+        assert path.stat().st_size > 3 * CHUNK
+        want = reference(path)
+        got, in_c, lasts = scanned(path, scan)
+        assert got == want and want[2][1] == len(cap.records)
+        assert want[1] > in_c > want[1] * 0.9  # nearly all in C; blocks across chunk boundaries not
+        assert [n for n in lasts if n % 4096 == 0] == list(range(4096, want[2][1] + 1, 4096))
+        for part in (0, 1):
+            assert scanned(path, scan, 2, part)[0] == reference(path, 2, part)
+
+
+def _idb_with(opts: bytes, tsresol=None) -> bytes:
+    body_opts = opts + (g._opt(9, bytes([tsresol])) if tsresol is not None else b"")
+    return g._block(1, struct.pack("<HHI", g.EN10MB, 0, 262144) + body_opts + b"\0\0\0\0")
+
+
+@pytest.mark.parametrize("tsresol,offset_s,high,in_c", [
+    (None, None, 0, True), (9, None, 0, True), (0, None, 0, True), (0x80 | 20, None, 0, False),
+    (0x80 | 30, None, 0, False), (12, None, 0, False),
+    (9, 1_000_000, 0, True), (9, -1, 0, False),  # C takes no timestamp before 1970
+    (6, 2**40, 0, False), (9, None, 0xFFFFFFFF, False), (6, None, 0x7FFFFFFF, False), (0, None, 0xFFFFFFFF, False)])
+def test_pcapng_timestamps_are_the_python_readers_whatever_the_unit(tmp_path: Path, scan, tsresol, offset_s,
+                                                                     high, in_c) -> None:
+    """Units of a power of two or finer than a nanosecond, offsets, and timestamps past 63
+    bits are left to Python; the rest computed in C. Either way the same numbers."""
+    records = g.read_pcap(BASE).records
+    opts = g._opt(14, struct.pack("<q", offset_s)) if offset_s is not None else b""
+    blocks = [g.shb(), _idb_with(opts, tsresol)]
+    for i, r in enumerate(records):
+        body = struct.pack("<IIIII", 0, high, 1000 * i + 7, len(r.data), r.orig_len) + g._pad4(r.data)
+        blocks.append(g._block(6, body))
+    path = tmp_path / "ts.pcapng"
+    path.write_bytes(b"".join(blocks))
+    want = reference(path)
+    got, n_c, _ = scanned(path, scan)
+    assert got == want and want[2][1] == len(records)
+    assert n_c == (len(records) if in_c else 0)
+
+
+def test_a_pcapng_cut_or_damaged_anywhere_reads_the_same(tmp_path: Path, scan) -> None:
+    records = g.read_pcap(BASE).records
+    raw = _ng(records)
+    path = tmp_path / "cut.pcapng"
+    checked = 0
+    for end in list(range(0, 120)) + list(range(120, len(raw), 41)):
+        path.write_bytes(raw[:end])
+        assert scanned(path, scan)[0] == reference(path), end
+        checked += 1
+    for at in range(0, len(raw), 97):  # a damaged byte anywhere, block headers included
+        for v in (0x00, 0xFF):
+            bad = bytearray(raw)
+            bad[at] = v
+            path.write_bytes(bytes(bad))
+            assert scanned(path, scan)[0] == reference(path), at
+            checked += 1
+    assert checked > 200

@@ -1,7 +1,9 @@
-/* The classic-pcap record loop and decode()'s fast path, in C, a batch of records per call.
+/* The record loops of classic pcap and of pcapng's Enhanced Packet Blocks, and decode()'s
+ * fast path, in C, a batch of records per call.
  *
- * h2scope/capture/pcap.py (read_packets) and link.py (LinkDecoder.decode's fast path, and
- * fast_port_sum) are the reference: this is the same record loop and the same conditions,
+ * h2scope/capture/pcap.py and pcapng.py (read_packets) and link.py (LinkDecoder.decode's
+ * fast path, and fast_port_sum) are the reference: these are the same record loops and the
+ * same conditions,
  * and anything the fast path does not take (another link type, IPv6, IP options,
  * fragments, damage) goes back to Python as the record's bytes, for decode()'s general
  * path. Hand-written because reading records and their headers was a fixed cost per packet
@@ -28,9 +30,12 @@
  *       (number, ts_ns, None, linktype, None, 0, 0, 0, 0, 0, data)
  *         for a record the fast path does not take.
  *
- * Bounds: every read of a record header is behind `blen - pos >= 16`, every read of a
- * packet behind the checks the Python fast path makes (n >= off + 40, start <= ip_end <=
- * n), and a batch holds at most 4096 items.
+ * scan_ng(buf, pos, little, interfaces, number, parts, part): the same for pcapng (below).
+ *
+ * Bounds: every read of a record header is behind `blen - pos >= 16` (pcapng: 28, and the
+ * block's length checked against what is left), every read of a packet behind the checks
+ * the Python fast path makes (n >= off + 40, start <= ip_end <= n), and a batch holds at
+ * most 4096 items.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -101,6 +106,78 @@ fail:
     return NULL;
 }
 
+/* One record's packet: an item for `items` as the module comment says (or none, for another
+ * worker's segment). 0, or -1 with an exception set. */
+static int
+emit(PyObject *items, const unsigned char *d, Py_ssize_t n, long linktype, long long number, long long ts,
+     long parts, long part, long long *tcp)
+{
+    /* link.py's _FAST_OFFSETS: where the ethertype and the IPv4 header lie. */
+    Py_ssize_t e, off;
+    int fast = 1;
+    switch (linktype) {
+    case 1: e = 12; off = 14; break;     /* EN10MB */
+    case 113: e = 14; off = 16; break;   /* LINUX_SLL */
+    case 276: e = 0; off = 20; break;    /* LINUX_SLL2 */
+    default: e = off = 0; fast = 0; break;
+    }
+    PyObject *it;
+    if (fast && n >= off + 40 && d[e] == 0x08 && d[e + 1] == 0 && d[off] == 0x45 && d[off + 9] == 6
+            && !(d[off + 6] & 0x3F) && d[off + 7] == 0) {
+        Py_ssize_t t = off + 20;
+        unsigned int doff = d[t + 12];
+        Py_ssize_t total = (Py_ssize_t)d[off + 2] << 8 | d[off + 3];
+        Py_ssize_t start = t + (Py_ssize_t)(doff >> 4) * 4;
+        Py_ssize_t ip_end = total ? off + total : n;
+        if (doff >= 0x50 && start <= ip_end && ip_end <= n) {
+            (*tcp)++;
+            long sport = (long)d[t] << 8 | d[t + 1];
+            long dport = (long)d[t + 2] << 8 | d[t + 3];
+            if (parts != 1 && (sport + dport) % parts != part) {
+                return 0;  /* another worker's */
+            }
+            PyObject *v[11] = {
+                PyLong_FromLongLong(number), PyLong_FromLongLong(ts),
+                address(d + off + 12), PyLong_FromLong(sport),
+                address(d + off + 16), PyLong_FromLong(dport),
+                PyLong_FromUnsignedLong(u32(d + t + 4, 0)), PyLong_FromUnsignedLong(u32(d + t + 8, 0)),
+                PyLong_FromLong(d[t + 13]), PyLong_FromLong((long)d[t + 14] << 8 | d[t + 15]),
+                PyBytes_FromStringAndSize((const char *)d + start, ip_end - start),
+            };
+            it = item(v);
+            goto append;
+        }
+    }
+    Py_INCREF(Py_None);
+    Py_INCREF(Py_None);
+    PyObject *v[11] = {
+        PyLong_FromLongLong(number), PyLong_FromLongLong(ts), Py_None, PyLong_FromLong(linktype), Py_None,
+        PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
+        PyBytes_FromStringAndSize((const char *)d, n),
+    };
+    it = item(v);
+append:
+    if (it == NULL) {
+        return -1;
+    }
+    int rc = PyList_Append(items, it);
+    Py_DECREF(it);
+    return rc;
+}
+
+static int
+check_common(PyObject *buf, Py_ssize_t pos, long long number, long parts, long part)
+{
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (pos < 0 || pos > PyBytes_GET_SIZE(buf) || parts < 1 || part < 0 || part >= parts || number < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -121,25 +198,15 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     long long number = PyLong_AsLongLong(args[6]);
     long parts = PyLong_AsLong(args[7]);
     long part = PyLong_AsLong(args[8]);
-    if (PyErr_Occurred()) {
+    if (check_common(args[0], pos, number, parts, part) < 0) {
+        return NULL;
+    }
+    if ((ns_per_unit != 1 && ns_per_unit != 1000) || limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
         return NULL;
     }
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t blen = PyBytes_GET_SIZE(args[0]);
-    if (pos < 0 || pos > blen || parts < 1 || part < 0 || part >= parts || number < 0
-            || (ns_per_unit != 1 && ns_per_unit != 1000) || limit < 0) {
-        PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
-        return NULL;
-    }
-    /* link.py's _FAST_OFFSETS: where the ethertype and the IPv4 header lie. */
-    Py_ssize_t e, off;
-    int fast = 1;
-    switch (linktype) {
-    case 1: e = 12; off = 14; break;     /* EN10MB */
-    case 113: e = 14; off = 16; break;   /* LINUX_SLL */
-    case 276: e = 0; off = 20; break;    /* LINUX_SLL2 */
-    default: e = off = 0; fast = 0; break;
-    }
 
     PyObject *items = PyList_New(0);
     if (items == NULL) {
@@ -152,71 +219,133 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         if ((Py_ssize_t)incl > limit || (Py_ssize_t)incl > blen - pos - 16) {
             break;  /* pcap.py reads this record through the source, or reports the damage */
         }
-        const unsigned char *d = h + 16;
-        Py_ssize_t n = (Py_ssize_t)incl;
-        pos += 16 + n;
+        pos += 16 + (Py_ssize_t)incl;
         number++;
         ts = (long long)sec * 1000000000LL + (long long)frac * ns_per_unit;
         if (first_ts < 0) {
             first_ts = ts;
         }
-        PyObject *it = NULL;
-        int took = 0;
-        if (fast && n >= off + 40 && d[e] == 0x08 && d[e + 1] == 0 && d[off] == 0x45 && d[off + 9] == 6
-                && !(d[off + 6] & 0x3F) && d[off + 7] == 0) {
-            Py_ssize_t t = off + 20;
-            unsigned int doff = d[t + 12];
-            Py_ssize_t total = (Py_ssize_t)d[off + 2] << 8 | d[off + 3];
-            Py_ssize_t start = t + (Py_ssize_t)(doff >> 4) * 4;
-            Py_ssize_t ip_end = total ? off + total : n;
-            if (doff >= 0x50 && start <= ip_end && ip_end <= n) {
-                took = 1;
-                tcp++;
-                long sport = (long)d[t] << 8 | d[t + 1];
-                long dport = (long)d[t + 2] << 8 | d[t + 3];
-                if (parts == 1 || (sport + dport) % parts == part) {
-                    PyObject *v[11] = {
-                        PyLong_FromLongLong(number), PyLong_FromLongLong(ts),
-                        address(d + off + 12), PyLong_FromLong(sport),
-                        address(d + off + 16), PyLong_FromLong(dport),
-                        PyLong_FromUnsignedLong(u32(d + t + 4, 0)), PyLong_FromUnsignedLong(u32(d + t + 8, 0)),
-                        PyLong_FromLong(d[t + 13]), PyLong_FromLong((long)d[t + 14] << 8 | d[t + 15]),
-                        PyBytes_FromStringAndSize((const char *)d + start, ip_end - start),
-                    };
-                    it = item(v);
-                    if (it == NULL) {
-                        goto fail;
-                    }
-                }
-            }
-        }
-        if (!took) {
-            Py_INCREF(Py_None);
-            Py_INCREF(Py_None);
-            PyObject *v[11] = {
-                PyLong_FromLongLong(number), PyLong_FromLongLong(ts), Py_None, PyLong_FromLong(linktype), Py_None,
-                PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
-                PyBytes_FromStringAndSize((const char *)d, n),
-            };
-            it = item(v);
-            if (it == NULL) {
-                goto fail;
-            }
-        }
-        if (it != NULL) {
-            int rc = PyList_Append(items, it);
-            Py_DECREF(it);
-            if (rc < 0) {
-                goto fail;
-            }
+        if (emit(items, h + 16, (Py_ssize_t)incl, linktype, number, ts, parts, part, &tcp) < 0) {
+            Py_DECREF(items);
+            return NULL;
         }
         if (!(number & BATCH_MASK)) {
             break;
         }
     }
     return Py_BuildValue("nLLLLN", pos, number, first_ts, ts, tcp, items);
+}
+
+#define EPB 6
+#define MAX_BLOCK (16 * 1024 * 1024)
+
+/* scan_ng(buf, pos, little, interfaces, number, parts, part): the same for a pcapng section's
+ * Enhanced Packet Blocks (pcapng.py's fast path and its conditions), where `interfaces`
+ * holds, per interface id of the section, (linktype, ns_per_unit, offset_ns) or None for an
+ * interface whose timestamps are not a whole number of nanoseconds. It stops at the first
+ * block that is not such an EPB lying whole in buf, or whose timestamp would not fit 63
+ * bits: pcapng.py reads that one. */
+static PyObject *
+scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan_ng(buf, pos, little, interfaces, number, parts, part) takes 7 arguments");
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyTuple_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "scan_ng: buf must be bytes and interfaces a tuple");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    int little = PyObject_IsTrue(args[2]);
+    long long number = PyLong_AsLongLong(args[4]);
+    long parts = PyLong_AsLong(args[5]);
+    long part = PyLong_AsLong(args[6]);
+    if (check_common(args[0], pos, number, parts, part) < 0) {
+        return NULL;
+    }
+    /* The interfaces, read once per call: a section has a handful. */
+    Py_ssize_t nif = PyTuple_GET_SIZE(args[3]);
+    if (nif > 65536) {
+        PyErr_SetString(PyExc_ValueError, "scan_ng: too many interfaces");
+        return NULL;
+    }
+    long *lt = PyMem_Malloc(sizeof(long) * (size_t)(nif + 1));
+    long long *unit = PyMem_Malloc(sizeof(long long) * (size_t)(nif + 1));
+    long long *offset = PyMem_Malloc(sizeof(long long) * (size_t)(nif + 1));
+    PyObject *items = NULL;
+    if (lt == NULL || unit == NULL || offset == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < nif; i++) {
+        PyObject *f = PyTuple_GET_ITEM(args[3], i);
+        if (f == Py_None) {
+            unit[i] = 0;  /* not in C */
+            continue;
+        }
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 3) {
+            PyErr_SetString(PyExc_TypeError, "scan_ng: an interface is (linktype, ns_per_unit, offset_ns) or None");
+            goto fail;
+        }
+        int overflow = 0;
+        lt[i] = PyLong_AsLong(PyTuple_GET_ITEM(f, 0));
+        unit[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 1), &overflow);
+        if (overflow || unit[i] < 1) {
+            unit[i] = 0;
+        }
+        offset[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 2), &overflow);
+        if (overflow) {
+            unit[i] = 0;
+        }
+        if (PyErr_Occurred()) {
+            goto fail;
+        }
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t blen = PyBytes_GET_SIZE(args[0]);
+    items = PyList_New(0);
+    if (items == NULL) {
+        goto fail;
+    }
+    long long first_ts = -1, ts = -1, tcp = 0;
+    while (blen - pos >= 28 && u32(buf + pos, little) == EPB) {
+        const unsigned char *b = buf + pos;
+        uint32_t length = u32(b + 4, little), ifid = u32(b + 8, little), caplen = u32(b + 20, little);
+        if (!(32 <= length && length <= MAX_BLOCK && !(length & 3) && ifid < (uint32_t)nif
+              && caplen <= length - 32 && (Py_ssize_t)length <= blen - pos
+              && u32(b + length - 4, little) == length && unit[ifid])) {
+            break;
+        }
+        uint64_t units = (uint64_t)u32(b + 12, little) << 32 | u32(b + 16, little);
+        long long t;
+        if (units > (uint64_t)INT64_MAX || __builtin_mul_overflow((long long)units, unit[ifid], &t)
+                || __builtin_add_overflow(t, offset[ifid], &t) || t < 0) {
+            break;  /* pcapng.py's integers are unbounded */
+        }
+        ts = t;
+        pos += length;
+        number++;
+        if (first_ts < 0) {
+            first_ts = ts;
+        }
+        if (emit(items, b + 28, (Py_ssize_t)caplen, lt[ifid], number, ts, parts, part, &tcp) < 0) {
+            goto fail;
+        }
+        if (!(number & BATCH_MASK)) {
+            break;
+        }
+    }
+    PyMem_Free(lt);
+    PyMem_Free(unit);
+    PyMem_Free(offset);
+    return Py_BuildValue("nLLLLN", pos, number, first_ts, ts, tcp, items);
 fail:
-    Py_DECREF(items);
+    PyMem_Free(lt);
+    PyMem_Free(unit);
+    PyMem_Free(offset);
+    Py_XDECREF(items);
     return NULL;
 }
 
@@ -224,6 +353,9 @@ static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(buf, pos, little, ns_per_unit, limit, linktype, number, parts, part) -> "
      "(pos, number, first_ts, last_ts, tcp, items): the pcap records whole in buf, decoded"},
+    {"scan_ng", (PyCFunction)(void (*)(void))scan_ng, METH_FASTCALL,
+     "scan_ng(buf, pos, little, interfaces, number, parts, part) -> "
+     "(pos, number, first_ts, last_ts, tcp, items): the same for a pcapng section's Enhanced Packet Blocks"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,13 +1,20 @@
 """pcapng: a sequence of blocks, several sections, several interfaces each with its own
-link type, snaplen and timestamp resolution (draft-ietf-opsawg-pcapng)."""
+link type, snaplen and timestamp resolution (draft-ietf-opsawg-pcapng).
+
+As for classic pcap (pcap.py), two ways through: read_packets() one record at a time in
+compiled Python, the reference; read_batches() with the Enhanced Packet Blocks that lie
+whole in the source's buffer read and decoded by the C scanner (_scan_c.c), a batch at a
+time. Every other block goes through _block() in both.
+"""
 
 from __future__ import annotations
 
 import struct
-from typing import Final, Iterator, TYPE_CHECKING
+import os
+from typing import Callable, Final, Iterator, Optional, TYPE_CHECKING
 
 from .link import NOT_A_PACKET
-from .pcap import u32
+from .pcap import Batch, Item, u32
 
 if TYPE_CHECKING:
     from .reader import CaptureReader
@@ -28,6 +35,22 @@ OPT_IF_TSOFFSET: Final = 14
 
 # Blocks larger than this are damage, not data (Wireshark uses 16 MiB for most blocks).
 MAX_BLOCK: Final = 16 * 1024 * 1024
+
+ScanNg = Callable[[bytes, int, bool, tuple, int, int, int], tuple[int, int, int, int, int, list[Item]]]
+
+
+def _c_scan() -> Optional[ScanNg]:
+    """The C scanner's pcapng loop (_scan_c.c), unless H2SCOPE_PURE_PYTHON is set or it was not built."""
+    if os.environ.get("H2SCOPE_PURE_PYTHON"):
+        return None
+    try:
+        from ._scan_c import scan_ng
+    except ImportError:
+        return None
+    return scan_ng
+
+
+C_SCAN: Final = _c_scan()
 
 
 class Interface:
@@ -70,23 +93,174 @@ def _options(body: bytes, start: int, endian: str) -> Iterator[tuple[int, bytes]
         pos += (length + 3) & ~3
 
 
+class _Sections:
+    """What the blocks read so far say about the ones to come: the current section's byte
+    order and interfaces."""
+
+    def __init__(self) -> None:
+        self.endian = "<"
+        self.little = True
+        self.section = 0
+        self.interfaces: list[Interface] = []
+        # per interface: (linktype, num, den, offset_ns) for the fast path's timestamp arithmetic
+        self.fast: list[tuple[int, int, int, int]] = []
+        # the same for the C scanner: (linktype, ns per unit, offset_ns), or None where the
+        # unit is not a whole number of nanoseconds
+        self.for_c: tuple = ()
+        self.stop = False  # the end of the file, or damage (reported)
+
+
+def _block(reader: "CaptureReader", st: _Sections, type_bytes: bytes) -> Optional[tuple[int, int, bytes, int]]:
+    """Read the block whose type `type_bytes` was just taken, through the source: a record
+    (ts_ns, linktype, data, orig_len) when it holds a packet (or is a custom or journal
+    block, which Wireshark numbers: linktype NOT_A_PACKET), else None. Sets st.stop at the
+    end of the file and at damage, which it reports."""
+    src = reader.source
+    if len(type_bytes) < 4:
+        if type_bytes:
+            reader.fail_or_warn("capture is cut short inside a block header")
+        st.stop = True
+        return None
+    block_offset = src.offset - 4
+    if type_bytes == b"\x0a\x0d\x0d\x0a":
+        # A Section Header Block: byte order comes from its own magic, read before its length.
+        rest = src.take(8)
+        if len(rest) < 8:
+            reader.fail_or_warn("capture is cut short inside a section header")
+            st.stop = True
+            return None
+        bom = rest[4:8]
+        if bom == b"\x4d\x3c\x2b\x1a":
+            endian = "<"
+        elif bom == b"\x1a\x2b\x3c\x4d":
+            endian = ">"
+        else:
+            reader.fail_or_warn(f"section header at offset {block_offset} has a bad byte-order magic")
+            st.stop = True
+            return None
+        (length,) = struct.unpack(endian + "I", rest[:4])
+        if length < 28 or length % 4 or length > MAX_BLOCK:
+            reader.fail_or_warn(f"section header at offset {block_offset} has an impossible length {length}")
+            st.stop = True
+            return None
+        body = src.take(length - 12)
+        if len(body) < length - 12:
+            reader.fail_or_warn("capture is cut short inside a section header")
+            st.stop = True
+            return None
+        st.section += 1
+        st.endian = endian
+        st.little = endian == "<"
+        st.interfaces = []  # interface ids are per section
+        st.fast = []
+        st.for_c = ()
+        return None
+    endian = st.endian
+    (btype,) = struct.unpack(endian + "I", type_bytes)
+    lb = src.take(4)
+    if len(lb) < 4:
+        reader.fail_or_warn("capture is cut short inside a block header")
+        st.stop = True
+        return None
+    (length,) = struct.unpack(endian + "I", lb)
+    if length < 12 or length % 4 or length > MAX_BLOCK:
+        reader.fail_or_warn(f"block at offset {block_offset} has an impossible length {length}")
+        st.stop = True
+        return None
+    body = src.take(length - 8)
+    if len(body) < length - 8:
+        reader.fail_or_warn(f"capture is cut short inside the block at offset {block_offset}")
+        st.stop = True
+        return None
+    (trailer,) = struct.unpack_from(endian + "I", body, length - 12)
+    if trailer != length:
+        reader.fail_or_warn(f"block at offset {block_offset} has mismatched lengths ({length} vs {trailer})")
+        st.stop = True
+        return None
+    blen = length - 12  # body without the trailing length
+    if st.section == 0:
+        reader.fail_or_warn("pcapng block before any section header")
+        st.stop = True
+        return None
+    interfaces = st.interfaces
+    if btype == EPB:
+        if blen < 20:
+            reader.fail_or_warn(f"enhanced packet block at offset {block_offset} is too short")
+            st.stop = True
+            return None
+        ifid, high, low, caplen, orig = struct.unpack_from(endian + "IIIII", body, 0)
+        if ifid >= len(interfaces) or caplen > blen - 20:
+            reader.fail_or_warn(
+                f"enhanced packet block at offset {block_offset} names interface {ifid} or length {caplen} "
+                "that do not exist"
+            )
+            st.stop = True
+            return None
+        iface = interfaces[ifid]
+        return (iface.ts_ns(high, low), iface.linktype, body[20:20 + caplen], orig)
+    if btype == SPB:
+        if not interfaces or blen < 4:
+            reader.fail_or_warn(f"simple packet block at offset {block_offset} without an interface")
+            st.stop = True
+            return None
+        (orig,) = struct.unpack_from(endian + "I", body, 0)
+        iface = interfaces[0]
+        caplen = min(orig, blen - 4, iface.snaplen or orig)
+        # Simple Packet Blocks carry no timestamp; Wireshark shows them at time 0.
+        return (0, iface.linktype, body[4:4 + caplen], orig)
+    if btype == PB_OBSOLETE:
+        if blen < 20:
+            reader.fail_or_warn(f"packet block at offset {block_offset} is too short")
+            st.stop = True
+            return None
+        ifid, _drops, high, low, caplen, orig = struct.unpack_from(endian + "HHIIII", body, 0)
+        if ifid >= len(interfaces) or caplen > blen - 20:
+            reader.fail_or_warn(f"packet block at offset {block_offset} is inconsistent")
+            st.stop = True
+            return None
+        iface = interfaces[ifid]
+        return (iface.ts_ns(high, low), iface.linktype, body[20:20 + caplen], orig)
+    if btype == IDB:
+        if blen < 8:
+            reader.fail_or_warn(f"interface block at offset {block_offset} is too short")
+            st.stop = True
+            return None
+        linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", body, 0)
+        iface = Interface(linktype, snaplen)
+        for code, value in _options(body[:blen], 8, endian):
+            if code == OPT_IF_TSRESOL and value:
+                iface.set_tsresol(value[0])
+            elif code == OPT_IF_TSOFFSET and len(value) == 8:
+                (iface.offset_s,) = struct.unpack(endian + "q", value)
+        interfaces.append(iface)
+        offset_ns = iface.offset_s * 1_000_000_000
+        st.fast.append((iface.linktype, iface.num, iface.den, offset_ns))
+        st.for_c = st.for_c + ((iface.linktype, iface.num, offset_ns) if iface.den == 1 else None,)
+        reader.link_types.add(linktype)
+        return None
+    if btype == DSB:
+        if blen >= 8:
+            stype, slen = struct.unpack_from(endian + "II", body, 0)
+            reader.secrets.append((stype, bytes(body[8:8 + min(slen, blen - 8)])))
+        return None
+    if btype in CUSTOM or btype == JOURNAL:
+        # Wireshark shows these as frames of their own, so they take a packet number.
+        return (_journal_ts(body[:blen]) if btype == JOURNAL else 0, NOT_A_PACKET, b"", 0)
+    # Name Resolution, Interface Statistics and unknown blocks: skipped by design.
+    return None
+
+
 def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, int, int, bytes, int]]:
     """Yield (number, ts_ns, linktype, data, orig_len), keeping the reader's packet count and
     first/last timestamps current (records that are not packets are numbered, not timed)."""
     src = reader.source
-    endian = "<"
-    interfaces: list[Interface] = []
+    st = _Sections()
     pending_type: bytes | None = magic
-    section = 0
     number = 0
     first = last = None
     # Fast path for Enhanced Packet Blocks lying whole in the source's buffer: the block and
     # packet headers and the trailer read in place (pcap.u32), one slice (measured: iterating
     # W1-20MB rewritten as pcapng 0.337 s -> 0.132 s with struct, before u32).
-    little = True  # the section's byte order
-    # per interface: (linktype, num, den, offset_ns) for the fast path's timestamp arithmetic
-    fast: list[tuple[int, int, int, int]] = []
-    nfast = 0
     try:
         while True:
             if pending_type is not None:
@@ -95,18 +269,19 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
             else:
                 buf = src._buf
                 pos = src._pos
+                little = st.little
                 if len(buf) - pos >= 28 and u32(buf, pos, little) == EPB:
                     length = u32(buf, pos + 4, little)
                     ifid = u32(buf, pos + 8, little)
                     caplen = u32(buf, pos + 20, little)
-                    if 32 <= length <= MAX_BLOCK and not length & 3 and ifid < nfast \
+                    if 32 <= length <= MAX_BLOCK and not length & 3 and ifid < len(st.fast) \
                             and caplen <= length - 32 and pos + length <= len(buf) \
                             and u32(buf, pos + length - 4, little) == length:
                         high = u32(buf, pos + 12, little)
                         low = u32(buf, pos + 16, little)
                         orig = u32(buf, pos + 24, little)
                         src._pos = pos + length
-                        linktype, num, den, offset_ns = fast[ifid]
+                        linktype, num, den, offset_ns = st.fast[ifid]
                         if den == 1:
                             ts_ns = ((high << 32) | low) * num + offset_ns
                         else:
@@ -119,126 +294,62 @@ def read_packets(reader: "CaptureReader", magic: bytes) -> Iterator[tuple[int, i
                         yield number, ts_ns, linktype, buf[pos + 28:pos + 28 + caplen], orig
                         continue
                 type_bytes = src.take(4)
-            if len(type_bytes) < 4:
-                if type_bytes:
-                    reader.fail_or_warn("capture is cut short inside a block header")
+            record = _block(reader, st, type_bytes)
+            if st.stop:
                 return
-            block_offset = src.offset - 4
-            if type_bytes == b"\x0a\x0d\x0d\x0a":
-                # A Section Header Block: byte order comes from its own magic, read before its length.
-                rest = src.take(8)
-                if len(rest) < 8:
-                    reader.fail_or_warn("capture is cut short inside a section header")
-                    return
-                bom = rest[4:8]
-                if bom == b"\x4d\x3c\x2b\x1a":
-                    endian = "<"
-                elif bom == b"\x1a\x2b\x3c\x4d":
-                    endian = ">"
-                else:
-                    reader.fail_or_warn(f"section header at offset {block_offset} has a bad byte-order magic")
-                    return
-                (length,) = struct.unpack(endian + "I", rest[:4])
-                if length < 28 or length % 4 or length > MAX_BLOCK:
-                    reader.fail_or_warn(f"section header at offset {block_offset} has an impossible length {length}")
-                    return
-                body = src.take(length - 12)
-                if len(body) < length - 12:
-                    reader.fail_or_warn("capture is cut short inside a section header")
-                    return
-                section += 1
-                interfaces = []  # interface ids are per section
-                fast = []
-                nfast = 0
-                little = endian == "<"
-                continue
-            (btype,) = struct.unpack(endian + "I", type_bytes)
-            lb = src.take(4)
-            if len(lb) < 4:
-                reader.fail_or_warn("capture is cut short inside a block header")
-                return
-            (length,) = struct.unpack(endian + "I", lb)
-            if length < 12 or length % 4 or length > MAX_BLOCK:
-                reader.fail_or_warn(f"block at offset {block_offset} has an impossible length {length}")
-                return
-            body = src.take(length - 8)
-            if len(body) < length - 8:
-                reader.fail_or_warn(f"capture is cut short inside the block at offset {block_offset}")
-                return
-            (trailer,) = struct.unpack_from(endian + "I", body, length - 12)
-            if trailer != length:
-                reader.fail_or_warn(f"block at offset {block_offset} has mismatched lengths ({length} vs {trailer})")
-                return
-            blen = length - 12  # body without the trailing length
-            if section == 0:
-                reader.fail_or_warn("pcapng block before any section header")
-                return
-            record = None
-            if btype == EPB:
-                if blen < 20:
-                    reader.fail_or_warn(f"enhanced packet block at offset {block_offset} is too short")
-                    return
-                ifid, high, low, caplen, orig = struct.unpack_from(endian + "IIIII", body, 0)
-                if ifid >= len(interfaces) or caplen > blen - 20:
-                    reader.fail_or_warn(
-                        f"enhanced packet block at offset {block_offset} names interface {ifid} or length {caplen} "
-                        "that do not exist"
-                    )
-                    return
-                iface = interfaces[ifid]
-                record = (iface.ts_ns(high, low), iface.linktype, body[20:20 + caplen], orig)
-            elif btype == SPB:
-                if not interfaces or blen < 4:
-                    reader.fail_or_warn(f"simple packet block at offset {block_offset} without an interface")
-                    return
-                (orig,) = struct.unpack_from(endian + "I", body, 0)
-                iface = interfaces[0]
-                caplen = min(orig, blen - 4, iface.snaplen or orig)
-                # Simple Packet Blocks carry no timestamp; Wireshark shows them at time 0.
-                record = (0, iface.linktype, body[4:4 + caplen], orig)
-            elif btype == PB_OBSOLETE:
-                if blen < 20:
-                    reader.fail_or_warn(f"packet block at offset {block_offset} is too short")
-                    return
-                ifid, _drops, high, low, caplen, orig = struct.unpack_from(endian + "HHIIII", body, 0)
-                if ifid >= len(interfaces) or caplen > blen - 20:
-                    reader.fail_or_warn(f"packet block at offset {block_offset} is inconsistent")
-                    return
-                iface = interfaces[ifid]
-                record = (iface.ts_ns(high, low), iface.linktype, body[20:20 + caplen], orig)
-            elif btype == IDB:
-                if blen < 8:
-                    reader.fail_or_warn(f"interface block at offset {block_offset} is too short")
-                    return
-                linktype, _reserved, snaplen = struct.unpack_from(endian + "HHI", body, 0)
-                iface = Interface(linktype, snaplen)
-                for code, value in _options(body[:blen], 8, endian):
-                    if code == OPT_IF_TSRESOL and value:
-                        iface.set_tsresol(value[0])
-                    elif code == OPT_IF_TSOFFSET and len(value) == 8:
-                        (iface.offset_s,) = struct.unpack(endian + "q", value)
-                interfaces.append(iface)
-                fast.append((iface.linktype, iface.num, iface.den, iface.offset_s * 1_000_000_000))
-                nfast = len(fast)
-                reader.link_types.add(linktype)
-            elif btype == DSB:
-                if blen >= 8:
-                    stype, slen = struct.unpack_from(endian + "II", body, 0)
-                    reader.secrets.append((stype, bytes(body[8:8 + min(slen, blen - 8)])))
-            elif btype in CUSTOM or btype == JOURNAL:
-                # Wireshark shows these as frames of their own, so they take a packet number.
-                number += 1
-                reader.packets = number
-                yield number, _journal_ts(body[:blen]) if btype == JOURNAL else 0, NOT_A_PACKET, b"", 0
-            # Name Resolution, Interface Statistics and unknown blocks: skipped by design.
             if record is not None:
-                ts_ns = record[0]
+                ts_ns, linktype, data, orig = record
                 number += 1
                 reader.packets = number
-                if first is None:
-                    first = ts_ns
-                last = ts_ns
-                yield (number,) + record
+                if linktype != NOT_A_PACKET:
+                    if first is None:
+                        first = ts_ns
+                    last = ts_ns
+                yield number, ts_ns, linktype, data, orig
+    finally:
+        reader.first_ts_ns = first
+        reader.last_ts_ns = last
+
+
+def read_batches(reader: "CaptureReader", magic: bytes, scan: ScanNg, parts: int, part: int) -> Iterator[Batch]:
+    """The records of read_packets() in batches, as pcap.read_batches gives a pcap file's:
+    Enhanced Packet Blocks through the C scanner, every other block (and an EPB the scanner
+    declines) through _block."""
+    src = reader.source
+    st = _Sections()
+    number = 0
+    first: Optional[int] = None
+    last: Optional[int] = None
+    type_bytes = magic
+    try:
+        while True:
+            if not type_bytes:
+                before = number
+                pos, number, c_first, c_last, tcp, items = scan(src._buf, src._pos, st.little, st.for_c, number,
+                                                                parts, part)
+                src._pos = pos
+                if number > before:
+                    reader.packets = number
+                    if first is None:
+                        first = c_first
+                    last = c_last
+                    yield items, number, tcp
+                    if not number & 0xFFF:
+                        continue  # stopped where the pipeline sweeps: the buffer may hold more
+                type_bytes = src.take(4)
+            record = _block(reader, st, type_bytes)
+            type_bytes = b""
+            if st.stop:
+                return
+            if record is not None:
+                ts_ns, linktype, data, _orig = record
+                number += 1
+                reader.packets = number
+                if linktype != NOT_A_PACKET:
+                    if first is None:
+                        first = ts_ns
+                    last = ts_ns
+                yield [(number, ts_ns, None, linktype, None, 0, 0, 0, 0, 0, data)], number, 0
     finally:
         reader.first_ts_ns = first
         reader.last_ts_ns = last

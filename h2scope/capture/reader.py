@@ -268,13 +268,24 @@ class CaptureReader:
         if self.source.read_error:
             self.fail_or_warn(self.source.read_error)
 
-    def batches(self, scan: pcap.Scan, parts: int = 1, part: int = 0) -> Iterator[pcap.Batch]:
-        """A classic pcap file's records through the C scanner (pcap.read_batches), for a
-        reader whose detect() said "pcap"."""
+    def can_batch(self) -> bool:
+        """Whether batches() can read this file: the C scanner was built for its format."""
+        return (pcap.C_SCAN if self.detect() == "pcap" else pcapng.C_SCAN) is not None
+
+    def batches(self, parts: int = 1, part: int = 0) -> Iterator[pcap.Batch]:
+        """The file's records through the C scanner, a batch at a time (pcap.read_batches,
+        pcapng.read_batches), for a reader whose can_batch() said so."""
         self.detect()
         magic = self._magic
-        assert magic is not None and self.format == "pcap"
-        yield from pcap.read_batches(self, magic, scan, parts, part)
+        assert magic is not None
+        if self.format == "pcap":
+            scan = pcap.C_SCAN
+            assert scan is not None
+            yield from pcap.read_batches(self, magic, scan, parts, part)
+        else:
+            scan_ng = pcapng.C_SCAN
+            assert scan_ng is not None
+            yield from pcapng.read_batches(self, magic, scan_ng, parts, part)
         if self.source.read_error:
             self.fail_or_warn(self.source.read_error)
 
