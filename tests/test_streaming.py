@@ -309,3 +309,29 @@ def test_the_text_report_does_not_import_polars():
             "print('polars' in sys.modules, file=sys.stderr)")
     p = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, timeout=120)
     assert "Methods" in p.stdout and p.stderr.strip() == "False", p.stderr
+
+
+def test_decoding_leaves_no_reference_cycles():
+    """The cycle collector runs rarely (cli._tune_gc): what decoding a capture leaves behind
+    must be freed by reference counting. Every stored capture, decoded with the collector
+    off, leaves no garbage that only the collector could free."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        streams = 0
+        for path in CAPTURES:
+            run(str(path), JsonReport(Selection(), out=io.StringIO()), Options())
+            sink = MemorySink()
+            run(str(path), sink, Options())
+            streams += len(sink.streams)
+        assert streams > 200
+        found = gc.collect()
+        kinds = sorted({type(o).__qualname__ for o in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert found == 0, kinds

@@ -82,6 +82,28 @@ class _Unattached:
 _UNATTACHED: StreamSink = _Unattached()
 
 
+class _Released:
+    """The sink of a connection after it ended: the tracker lets go of the real one, which
+    holds the connection in turn (H2Observer.tcp), so that the pair is freed by reference
+    counting rather than left for the cycle collector (see cli._tune_gc). Nothing is fed to
+    an ended connection; should anything be, it is dropped."""
+
+    def on_data(self, side: int, data: bytes, packet: int, ts_ns: int) -> None:
+        pass
+
+    def on_gap(self, side: int, size: int, packet: int, ts_ns: int) -> None:
+        pass
+
+    def on_close(self, side: int, how: str, packet: int, ts_ns: int) -> None:
+        pass
+
+    def on_end(self, ts_ns: int) -> None:
+        pass
+
+
+_RELEASED: StreamSink = _Released()
+
+
 class Direction:
     """One endpoint's byte stream towards the other."""
 
@@ -702,6 +724,7 @@ class TcpTracker:
             self._closed.popitem(last=False)
         if self._on_finished is not None:
             self._on_finished(conn)
+        conn.sink = _RELEASED
 
     def finish(self) -> None:
         """End of capture: proven holes are declared, connections still open are flushed
