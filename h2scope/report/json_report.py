@@ -16,7 +16,7 @@ from typing import IO, Optional
 
 from ..findings import SEVERITIES, Finding
 from ..model import sec
-from ..results import Selection
+from ..results import CompactStreams, Selection
 from ..rules import KINDS
 
 _BATCH = 256  # encoded items joined per write: one write per item cost ~10% on W1
@@ -144,6 +144,8 @@ class JsonReport:
         self.indent = indent
         self.connections = _Spill(indent)
         self.streams = _Direct(out, "{" + self._key("streams") + "[", indent) if out is not None else None
+        # Compact streams are encoded by compiled code (results.CompactStreams).
+        self.compact = CompactStreams(selection, headers) if out is not None and not indent else None
         self.stream_count = 0
         self.findings: dict[tuple[int, int], _Spill] = {}
         self.grpc_calls = 0
@@ -156,17 +158,19 @@ class JsonReport:
         return f'\n  "{k}": ' if self.indent else f'"{k}":'
 
     def encode_stream(self, rec, findings: list[Finding]) -> Optional[tuple]:
+        """(the stream's JSON after its opening brace, whether it is a gRPC call): encoded
+        where the stream was decoded; the connection id is put in front where the results
+        meet (it is "conn", the first key). Compact JSON comes from `compact`, which the
+        decoding side calls directly."""
+        if self.compact is not None:
+            return self.compact.encode(rec)
         if not self.selection.method_ok(rec.method):
             return None
         if self.out is None:
             return (None, rec.grpc)  # jsonl: counted, not written
-        # Encoded where the stream was decoded; the connection id is prepended where the
-        # results meet (it is "conn", the first key).
-        if self.indent:
-            obj = rec.to_json(headers=self.headers)
-            del obj["conn"]
-            return (_pretty(obj, 2), rec.grpc)
-        return ("{" + rec.compact_json_after_conn(self.headers), rec.grpc)
+        obj = rec.to_json(headers=self.headers)
+        del obj["conn"]
+        return (_pretty(obj, 2)[1:], rec.grpc)
 
     def add_stream(self, item: tuple, conn: int) -> None:
         if not self.selection.conn_ok(conn):
@@ -176,10 +180,9 @@ class JsonReport:
         if body is None:
             pass
         elif self.indent:
-            head = f'{{\n      "conn": {conn},' if body != "{}" else f'{{"conn": {conn}'
-            self.streams.add_encoded(head + body[1:])
+            self.streams.add_encoded(f'{{\n      "conn": {conn},{body}' if body != "}" else f'{{"conn": {conn}}}')
         else:
-            self.streams.add_encoded(f'{{"conn":{conn},' + body[1:])
+            self.streams.add_encoded(f'{{"conn":{conn},{body}')
         if grpc:
             self.grpc_calls += 1
 

@@ -108,13 +108,9 @@ class CancelStorm:
         self.per_host: dict[str, StormDetector] = {}
         self._fed = 0
 
-    @staticmethod
-    def fact(rec) -> tuple:
-        return (rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code)
-
     def reset(self, fact: tuple, conn) -> None:
-        """A stream that a RST_STREAM ended, at the moment it closed. `conn` has the
-        connection's id, client and server."""
+        """A stream that a RST_STREAM ended, at the moment it closed: rules/stream.reset_fact(rec),
+        where it was decoded. `conn` has the connection's id, client and server."""
         r = fact + (conn.id,)
         det = self.per_conn.get(conn.id)
         if det is None:

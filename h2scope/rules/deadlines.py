@@ -109,15 +109,8 @@ class DeadlineMissing:
     def __init__(self) -> None:
         self.by_method: dict[str, list] = {}  # method → [calls, first rec facts, conn or None, packets, streams]
 
-    @staticmethod
-    def fact(rec) -> Optional[tuple]:
-        """What the rule needs of a call without a grpc-timeout (None for other calls)."""
-        if not (rec.grpc and rec.grpc_timeout is None and not rec.headers_unknown
-                and rec.request_headers is not None):
-            return None
-        return (rec.method or "(no :path)", rec.start_ns, rec.start_packet, rec.stream)
-
     def add(self, fact: tuple, conn: int) -> None:
+        """A call without a grpc-timeout: rules/stream.deadline_fact(rec), where it was decoded."""
         method, start_ns, start_packet, stream = fact
         agg = self.by_method.get(method)
         if agg is None:
