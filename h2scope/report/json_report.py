@@ -117,6 +117,12 @@ class _Direct:
         if len(self._pending) >= _BATCH:
             self.flush()
 
+    def add_many(self, texts: list[str]) -> None:
+        self._pending.extend(texts)
+        self.count += len(texts)
+        if len(self._pending) >= _BATCH:
+            self.flush()
+
     def flush(self) -> None:
         sep = ",\n    " if self.indent else ",\n"
         if not self.started:
@@ -144,8 +150,10 @@ class JsonReport:
         self.indent = indent
         self.connections = _Spill(indent)
         self.streams = _Direct(out, "{" + self._key("streams") + "[", indent) if out is not None else None
-        # Compact streams are encoded by compiled code (results.CompactStreams).
+        # Compact streams are encoded and collected by compiled code (results.CompactStreams).
         self.compact = CompactStreams(selection, headers) if out is not None and not indent else None
+        if self.compact is not None and self.streams is not None:
+            self.compact.write = self.streams.add_many
         self.stream_count = 0
         self.findings: dict[tuple[int, int], _Spill] = {}
         self.grpc_calls = 0
@@ -173,6 +181,9 @@ class JsonReport:
         return (_pretty(obj, 2)[1:], rec.grpc)
 
     def add_stream(self, item: tuple, conn: int) -> None:
+        if self.compact is not None:
+            self.compact.add(item, conn)
+            return
         if not self.selection.conn_ok(conn):
             return
         body, grpc = item
@@ -206,10 +217,13 @@ class JsonReport:
     def write_json(self, capture: dict) -> None:
         """The rest of the document after the streams: connections, findings, capture, summary."""
         out = self.out
+        compact = self.compact
+        if compact is not None:
+            compact.flush()
         summary = {
             "connections": self.connections.count,
-            "streams": self.stream_count,
-            "grpc_calls": self.grpc_calls,
+            "streams": compact.count if compact is not None else self.stream_count,
+            "grpc_calls": compact.grpc_calls if compact is not None else self.grpc_calls,
             "findings": {sev: self.severity_counts[sev] for sev in ("error", "warning", "info")},
         }
         nl, item = ("\n", "\n    ") if self.indent else ("", "\n")
