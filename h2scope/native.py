@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 ENV = "H2SCOPE_PURE_PYTHON"
 
 # What setup.py compiles: the code that runs per packet, per frame and per stream (of the
-# rules, the per-stream dispatch in rules/stream.py). The rest (CLI, the rules that word
+# rules, the per-stream dispatch in rules/stream.py and cancel-storm, which sees every reset). The rest (CLI, the rules that word
 # findings, reports, TUI, check) runs once per finding or per capture and stays interpreted.
 COMPILED = (
     "h2scope.capture.link",
@@ -40,6 +40,7 @@ COMPILED = (
     "h2scope.model",
     "h2scope.results",
     "h2scope.rules.stream",
+    "h2scope.rules.cancel_storm",
     "h2scope.pipeline",
 )
 

@@ -60,7 +60,10 @@ def deadline_fact(rec: StreamRecord) -> Optional[tuple]:
     return (rec.method or "(no :path)", rec.start_ns, rec.start_packet, rec.stream)
 
 
-def reset_fact(rec: StreamRecord) -> tuple:
+def reset_fact(rec: StreamRecord) -> tuple[int, int, int, int, int]:
     """What cancel-storm (rules/cancel_storm.CancelStorm.reset) needs of a stream a
-    RST_STREAM ended."""
+    RST_STREAM ended: (ts_ns, packet, stream, by, code)."""
+    # The connection sets the four together, at the stream's first RST_STREAM.
+    assert rec.rst_ns is not None and rec.rst_packet is not None and rec.rst_by is not None \
+        and rec.rst_code is not None
     return (rec.rst_ns, rec.rst_packet, rec.stream, rec.rst_by, rec.rst_code)
