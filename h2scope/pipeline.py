@@ -64,11 +64,13 @@ ProgressFn = Callable[[int], None]
 # with H2SCOPE_PURE_PYTHON set); tests switch it off with use_c_scan(False) to hold the two
 # paths equal.
 _use_c = True
+_use_map = True  # and regular files mapped rather than read in chunks (reader.map_file)
 
 
-def use_c_scan(on: bool) -> None:
-    global _use_c
+def use_c_scan(on: bool, mapped: bool = True) -> None:
+    global _use_c, _use_map
     _use_c = on
+    _use_map = mapped
 
 
 def _every_4096(tracker: TcpTracker, reader: CaptureReader, number: int, progress: Optional[ProgressFn],
@@ -106,7 +108,7 @@ def run_capture(path: str, sink_factory: SinkFactory, *,
             if _use_c and reader.can_batch():
                 # Records and their fast-path headers decoded in C, a batch at a time; the
                 # rest as below (pcap.read_batches says how the two agree).
-                for items, last, tcp in reader.batches(parts, part):
+                for items, last, tcp in reader.batches(parts, part, _use_map):
                     tcp_packets += tcp
                     for item in items:
                         number, ts_ns, src, sport, dst, dport, seq, ack, flags, window, payload = item

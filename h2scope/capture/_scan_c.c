@@ -17,7 +17,7 @@
  * capture, on damaged headers and on cut and corrupt files.
  *
  * scan(buf, pos, little, ns_per_unit, limit, linktype, number, parts, part)
- *   reads the records that lie whole in buf from pos on (those with incl_len <= limit),
+ *   reads the records that lie whole in buf (bytes, or the file's mmap) from pos on (those with incl_len <= limit),
  *   numbering them after `number`, and stops after a record whose number is a multiple of
  *   4096 (the pipeline sweeps and reports progress there), or at the first record that is
  *   not whole in buf or is larger than limit (pcap.py reads that one through the source).
@@ -165,13 +165,21 @@ append:
     return rc;
 }
 
+/* The capture's bytes: bytes, or the mmap of the file (reader.py maps regular files), read
+ * in place. On success the caller releases `view`. */
 static int
-check_common(PyObject *buf, Py_ssize_t pos, long long number, long parts, long part)
+get_buffer(PyObject *buf, Py_buffer *view, Py_ssize_t pos, long long number, long parts, long part)
 {
     if (PyErr_Occurred()) {
         return -1;
     }
-    if (pos < 0 || pos > PyBytes_GET_SIZE(buf) || parts < 1 || part < 0 || part >= parts || number < 0) {
+    if (PyObject_GetBuffer(buf, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "scan: buf must be bytes or a buffer of bytes");
+        return -1;
+    }
+    if (pos < 0 || pos > view->len || parts < 1 || part < 0 || part >= parts || number < 0) {
+        PyBuffer_Release(view);
         PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
         return -1;
     }
@@ -186,10 +194,6 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                         "scan(buf, pos, little, ns_per_unit, limit, linktype, number, parts, part) takes 9 arguments");
         return NULL;
     }
-    if (!PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "scan: buf must be bytes");
-        return NULL;
-    }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     int little = PyObject_IsTrue(args[2]);
     long long ns_per_unit = PyLong_AsLongLong(args[3]);
@@ -198,18 +202,22 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     long long number = PyLong_AsLongLong(args[6]);
     long parts = PyLong_AsLong(args[7]);
     long part = PyLong_AsLong(args[8]);
-    if (check_common(args[0], pos, number, parts, part) < 0) {
-        return NULL;
-    }
     if ((ns_per_unit != 1 && ns_per_unit != 1000) || limit < 0) {
-        PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "scan: argument out of range");
+        }
         return NULL;
     }
-    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t blen = PyBytes_GET_SIZE(args[0]);
+    Py_buffer view;
+    if (get_buffer(args[0], &view, pos, number, parts, part) < 0) {
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t blen = view.len;
 
     PyObject *items = PyList_New(0);
     if (items == NULL) {
+        PyBuffer_Release(&view);
         return NULL;
     }
     long long first_ts = -1, ts = -1, tcp = 0;
@@ -227,12 +235,14 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         }
         if (emit(items, h + 16, (Py_ssize_t)incl, linktype, number, ts, parts, part, &tcp) < 0) {
             Py_DECREF(items);
+            PyBuffer_Release(&view);
             return NULL;
         }
         if (!(number & BATCH_MASK)) {
             break;
         }
     }
+    PyBuffer_Release(&view);
     return Py_BuildValue("nLLLLN", pos, number, first_ts, ts, tcp, items);
 }
 
@@ -253,8 +263,8 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                         "scan_ng(buf, pos, little, interfaces, number, parts, part) takes 7 arguments");
         return NULL;
     }
-    if (!PyBytes_Check(args[0]) || !PyTuple_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "scan_ng: buf must be bytes and interfaces a tuple");
+    if (!PyTuple_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "scan_ng: interfaces must be a tuple");
         return NULL;
     }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
@@ -262,12 +272,14 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     long long number = PyLong_AsLongLong(args[4]);
     long parts = PyLong_AsLong(args[5]);
     long part = PyLong_AsLong(args[6]);
-    if (check_common(args[0], pos, number, parts, part) < 0) {
+    Py_buffer view;
+    if (get_buffer(args[0], &view, pos, number, parts, part) < 0) {
         return NULL;
     }
     /* The interfaces, read once per call: a section has a handful. */
     Py_ssize_t nif = PyTuple_GET_SIZE(args[3]);
     if (nif > 65536) {
+        PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "scan_ng: too many interfaces");
         return NULL;
     }
@@ -303,8 +315,8 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         }
     }
-    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t blen = PyBytes_GET_SIZE(args[0]);
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t blen = view.len;
     items = PyList_New(0);
     if (items == NULL) {
         goto fail;
@@ -340,11 +352,13 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     PyMem_Free(lt);
     PyMem_Free(unit);
     PyMem_Free(offset);
+    PyBuffer_Release(&view);
     return Py_BuildValue("nLLLLN", pos, number, first_ts, ts, tcp, items);
 fail:
     PyMem_Free(lt);
     PyMem_Free(unit);
     PyMem_Free(offset);
+    PyBuffer_Release(&view);
     Py_XDECREF(items);
     return NULL;
 }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Callable, Final, Iterator, Optional, TYPE_CHECKING
+from typing import Any, Callable, Final, Iterator, Optional, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .reader import CaptureReader, ChunkSource
@@ -35,7 +35,7 @@ Item = tuple[int, int, Optional[bytes], int, Optional[bytes], int, int, int, int
 # A batch: (items, number of the last record read, records the fast path took: this worker's
 # or not).
 Batch = tuple[list[Item], int, int]
-Scan = Callable[[bytes, int, bool, int, int, int, int, int, int], tuple[int, int, int, int, int, list[Item]]]
+Scan = Callable[[Any, int, bool, int, int, int, int, int, int], tuple[int, int, int, int, int, list[Item]]]
 
 
 def _c_scan() -> Optional[Scan]:
@@ -184,9 +184,10 @@ def read_batches(reader: "CaptureReader", magic: bytes, scan: Scan, parts: int, 
     ts: Optional[int] = None
     try:
         while True:
-            pos, number, first, last, tcp, items = scan(src._buf, src._pos, little, ns_per_unit, limit,
+            pos, number, first, last, tcp, items = scan(src.view(), src._pos, little, ns_per_unit, limit,
                                                         linktype, number, parts, part)
             src._pos = pos
+            src.release()
             if last >= 0:
                 reader.packets = number
                 if reader.first_ts_ns is None:

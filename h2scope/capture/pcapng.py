@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import os
-from typing import Callable, Final, Iterator, Optional, TYPE_CHECKING
+from typing import Any, Callable, Final, Iterator, Optional, TYPE_CHECKING
 
 from .link import NOT_A_PACKET
 from .pcap import Batch, Item, u32
@@ -36,7 +36,7 @@ OPT_IF_TSOFFSET: Final = 14
 # Blocks larger than this are damage, not data (Wireshark uses 16 MiB for most blocks).
 MAX_BLOCK: Final = 16 * 1024 * 1024
 
-ScanNg = Callable[[bytes, int, bool, tuple, int, int, int], tuple[int, int, int, int, int, list[Item]]]
+ScanNg = Callable[[Any, int, bool, tuple, int, int, int], tuple[int, int, int, int, int, list[Item]]]
 
 
 def _c_scan() -> Optional[ScanNg]:
@@ -325,9 +325,10 @@ def read_batches(reader: "CaptureReader", magic: bytes, scan: ScanNg, parts: int
         while True:
             if not type_bytes:
                 before = number
-                pos, number, c_first, c_last, tcp, items = scan(src._buf, src._pos, st.little, st.for_c, number,
+                pos, number, c_first, c_last, tcp, items = scan(src.view(), src._pos, st.little, st.for_c, number,
                                                                 parts, part)
                 src._pos = pos
+                src.release()
                 if number > before:
                     reader.packets = number
                     if first is None:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 import zlib
-from typing import BinaryIO, Final, Iterator, NamedTuple
+from typing import Any, BinaryIO, Final, Iterator, NamedTuple
 
 from ..errors import CaptureError
 from . import pcap, pcapng
 
 CHUNK: Final = 1 << 20
+RELEASE_EVERY: Final = 4 << 20  # mapped bytes read between giving their pages back
 
 
 class Packet(NamedTuple):
@@ -107,7 +109,7 @@ class ChunkSource:
     f.read per record on a gzip stream).
     """
 
-    __slots__ = ("_f", "_buf", "_pos", "_base", "_error")
+    __slots__ = ("_f", "_buf", "_pos", "_base", "_error", "_map", "_released")
 
     def __init__(self, f: BinaryIO) -> None:
         self._f = f
@@ -115,6 +117,47 @@ class ChunkSource:
         self._pos = 0  # next byte of _buf take() returns; record loops may advance it directly
         self._base = 0  # file offset of _buf[0]
         self._error: str | None = None
+        # A regular file read by the C scanner is mapped instead (map_file): no chunk is read
+        # or joined; _pos is then the file offset, and _buf stays empty.
+        self._map: Any = None
+        self._released = 0  # the mapping's pages before this offset were handed back
+
+    def map_file(self, fileno: int) -> bool:
+        """Read the rest of the file through mmap rather than in chunks, where it can be
+        mapped. W3-100MB with two workers: each worker had copied all 100 MB out of the page
+        cache into fresh 1 MiB buffers, and joined them again at every boundary, which was
+        most of the run's page faults (40,849; perf) and system time."""
+        import mmap
+
+        try:
+            mapped = mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # not mappable (a pipe, an empty file): read in chunks
+            return False
+        self._pos = self._base + self._pos
+        self._base = 0
+        self._buf = b""
+        self._map = mapped
+        return True
+
+    def view(self) -> Any:
+        """What the C scanner reads from _pos on: the mapped file, else the current chunk."""
+        return self._map if self._map is not None else self._buf
+
+    def release(self) -> None:
+        """Hand the mapped pages already read back to the system, so that the process's
+        resident memory does not grow with the capture (they stay in the page cache)."""
+        import mmap
+
+        start = self._released
+        end = self._pos & ~(mmap.PAGESIZE - 1)
+        if self._map is not None and end - start >= RELEASE_EVERY:
+            self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
+            self._released = end
+
+    def unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
 
     @property
     def offset(self) -> int:
@@ -142,6 +185,11 @@ class ChunkSource:
         self._pos = 0
 
     def take(self, n: int) -> bytes:
+        if self._map is not None:
+            p = self._pos
+            mapped: bytes = self._map[p:p + n]
+            self._pos = p + len(mapped)
+            return mapped
         if len(self._buf) - self._pos < n:
             self._fill(n)
         p = self._pos
@@ -209,8 +257,21 @@ class CaptureReader:
         self._magic: bytes | None = None
 
     def close(self) -> None:
+        self.source.unmap()
         if self._raw is not sys.stdin.buffer:
             self._raw.close()
+
+    def map_file(self) -> bool:
+        """Read a regular, uncompressed file through mmap from here on (ChunkSource.map_file)."""
+        if self.compressed or self._raw is sys.stdin.buffer:
+            return False
+        try:
+            fileno = self._raw.fileno()
+            if not stat.S_ISREG(os.fstat(fileno).st_mode):
+                return False
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return False
+        return self.source.map_file(fileno)
 
     def __enter__(self) -> "CaptureReader":
         return self
@@ -272,12 +333,14 @@ class CaptureReader:
         """Whether batches() can read this file: the C scanner was built for its format."""
         return (pcap.C_SCAN if self.detect() == "pcap" else pcapng.C_SCAN) is not None
 
-    def batches(self, parts: int = 1, part: int = 0) -> Iterator[pcap.Batch]:
+    def batches(self, parts: int = 1, part: int = 0, mapped: bool = True) -> Iterator[pcap.Batch]:
         """The file's records through the C scanner, a batch at a time (pcap.read_batches,
         pcapng.read_batches), for a reader whose can_batch() said so."""
         self.detect()
         magic = self._magic
         assert magic is not None
+        if mapped:
+            self.map_file()
         if self.format == "pcap":
             scan = pcap.C_SCAN
             assert scan is not None
