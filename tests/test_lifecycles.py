@@ -177,3 +177,13 @@ def test_rtt_from_handshake_else_ping():
     assert model(ROOT / "grpcio" / "unary_ok.pcap").connections[0].rtt_source == "tcp-handshake"
     mid = model(ROOT / "grpcio" / "midstream.pcap").connections[0]
     assert mid.rtt_source == "http2-ping" and 0 < mid.rtt_ns < 10_000_000
+
+
+@pytest.mark.parametrize("raw", ["", "OK", "deadline exceeded", "a%20b", "%E2%9C%93 done", "bad %ZZ and %E2%9C",
+                                 "100%", "%", "caf%C3%A9 / caf\u00e9"])
+def test_grpc_message_decodes_as_urllib_unquote(raw):
+    from urllib.parse import unquote
+
+    from h2scope.grpc.status import decode_grpc_message
+
+    assert decode_grpc_message(raw) == unquote(raw, errors="replace")
