@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from urllib.parse import unquote
-
 STATUS_NAMES: Final[tuple[str, ...]] = (
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
     "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
@@ -28,4 +26,6 @@ def decode_grpc_message(raw: str) -> str:
     (1,800 instructions for every response's usually empty message)."""
     if "%" not in raw:
         return raw
+    from urllib.parse import unquote  # only here: 2.6 ms of every run's start-up otherwise
+
     return unquote(raw, errors="replace")
