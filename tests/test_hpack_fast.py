@@ -89,6 +89,15 @@ def test_generated_blocks_match_hpack(lists, huffman, table_size, sensitive):
         assert _table_view(ours._table) == _table_view(lib.header_table)
 
 
+def _hpack_result(lib, block: bytes):
+    """(headers as text, None) as hpack decodes `block`, or (None, its error in h2scope's words)."""
+    try:
+        return [(n.decode("utf-8", "replace"), v.decode("utf-8", "replace"))
+                for n, v in lib.decode(block, raw=True)], None
+    except (HPACKError, IndexError, ValueError) as e:
+        return None, error_text(e)
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=64))
 @example(b"\xff\x80\x80\x80\x80\x80\x00")  # hpack's message for it carries a memory address
@@ -97,11 +106,7 @@ def test_random_bytes_fall_back_to_hpack_wording(block):
     ours = HeaderDecoder()
     lib = copy.deepcopy(ours._decoder)  # configured as h2scope configures it
     got, err, _ = ours.decode(block)
-    try:
-        want = [(n.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for n, v in lib.decode(block, raw=True)]
-        want_err = None
-    except (HPACKError, IndexError, ValueError) as e:
-        want, want_err = None, error_text(e)
+    want, want_err = _hpack_result(lib, block)
     if want_err is None and err is not None:
         # hpack (set up to accept any size) took the block; h2scope still reports a table grown
         # past the decoding side's announced SETTINGS_HEADER_TABLE_SIZE, as a violation.
@@ -208,11 +213,7 @@ def test_a_block_the_fast_path_gives_up_on_midway_leaves_the_table_as_hpack_woul
         lib.decode(block, raw=True)
     block = size_update + enc.encode(last, huffman=False) + tail
     got, err, _ = ours.decode(block)
-    try:
-        want = [(n.decode("utf-8", "replace"), v.decode("utf-8", "replace")) for n, v in lib.decode(block, raw=True)]
-        want_err = None
-    except (HPACKError, IndexError, ValueError) as e:
-        want, want_err = None, error_text(e)
+    want, want_err = _hpack_result(lib, block)
     if want_err is None and err is not None and "exceeds the announced" in err:
         err = None  # h2scope's own violation for a table grown past 4096 (see above)
     assert (got, err) == (want, want_err)

@@ -38,18 +38,19 @@ Batch = tuple[list[Item], int, int]
 Scan = Callable[[Any, int, bool, int, int, int, int, int, int], tuple[int, int, int, int, int, list[Item]]]
 
 
-def _c_scan() -> Optional[Scan]:
-    """The C scanner, unless H2SCOPE_PURE_PYTHON (h2scope.native.ENV) is set or it was not built."""
+def c_scanner(name: str) -> Any:
+    """A loop of the C scanner (_scan_c.c), or None where H2SCOPE_PURE_PYTHON
+    (h2scope.native.ENV) is set or it was not built."""
     if os.environ.get("H2SCOPE_PURE_PYTHON"):
         return None
     try:
-        from ._scan_c import scan
+        from . import _scan_c
     except ImportError:
         return None
-    return scan
+    return getattr(_scan_c, name)
 
 
-C_SCAN: Final = _c_scan()
+C_SCAN: Final[Optional[Scan]] = c_scanner("scan")
 
 
 def u32(b: bytes, i: int, little: bool) -> int:

@@ -10,11 +10,10 @@ time. Every other block goes through _block() in both.
 from __future__ import annotations
 
 import struct
-import os
 from typing import Any, Callable, Final, Iterator, Optional, TYPE_CHECKING
 
 from .link import NOT_A_PACKET
-from .pcap import Batch, Item, u32
+from .pcap import Batch, Item, c_scanner, u32
 
 if TYPE_CHECKING:
     from .reader import CaptureReader
@@ -39,18 +38,7 @@ MAX_BLOCK: Final = 16 * 1024 * 1024
 ScanNg = Callable[[Any, int, bool, tuple, int, int, int], tuple[int, int, int, int, int, list[Item]]]
 
 
-def _c_scan() -> Optional[ScanNg]:
-    """The C scanner's pcapng loop (_scan_c.c), unless H2SCOPE_PURE_PYTHON is set or it was not built."""
-    if os.environ.get("H2SCOPE_PURE_PYTHON"):
-        return None
-    try:
-        from ._scan_c import scan_ng
-    except ImportError:
-        return None
-    return scan_ng
-
-
-C_SCAN: Final = _c_scan()
+C_SCAN: Final[Optional[ScanNg]] = c_scanner("scan_ng")  # the C scanner's pcapng loop
 
 
 class Interface:
