@@ -126,7 +126,9 @@ class ChunkSource:
         """Read the rest of the file through mmap rather than in chunks, where it can be
         mapped. W3-100MB with two workers: each worker had copied all 100 MB out of the page
         cache into fresh 1 MiB buffers, and joined them again at every boundary, which was
-        most of the run's page faults (40,849; perf) and system time."""
+        most of the run's page faults (40,849; perf) and system time. The mapping is the
+        file as it was when mapped; a file that another process truncates meanwhile ends
+        the run with SIGBUS, as it would any program that maps it (README says so)."""
         import mmap
 
         try:
