@@ -266,16 +266,21 @@ def test_every_single_byte_edit_of_the_headers(tmp_path: Path, scan, lt) -> None
 def test_the_scanner_refuses_bad_arguments(scan) -> None:
     ok = (b"", 0, True, 1000, 262144, 1, 0, 1, 0)
     assert scan(*ok) == (0, 0, -1, -1, 0, [])
-    ng = (b"", 0, True, ((1, 1000, 0), None), 0, 1, 0)
+    ng = (b"", 0, True, [(1, 1000, 0), None], 0, 1, 0)
     assert pcapng.C_SCAN(*ng) == (0, 0, -1, -1, 0, [])
     with pytest.raises(TypeError):
         pcapng.C_SCAN(*ng[:6])
     with pytest.raises(TypeError):
-        pcapng.C_SCAN(b"", 0, True, [(1, 1000, 0)], 0, 1, 0)
-    with pytest.raises(TypeError):
-        pcapng.C_SCAN(b"", 0, True, ((1, 1000),), 0, 1, 0)
+        pcapng.C_SCAN(b"", 0, True, ((1, 1000, 0),), 0, 1, 0)
+    epb = g.epb(0, g.read_pcap(BASE).records[5])
+    with pytest.raises(TypeError):  # a malformed interface entry, met when a block uses it
+        pcapng.C_SCAN(epb, 0, True, [(1, 1000)], 0, 1, 0)
+    assert pcapng.C_SCAN(epb, 0, True, [(1, 1000, 0)], 0, 1, 0)[1] == 1
+    assert pcapng.C_SCAN(epb, 0, True, [None], 0, 1, 0)[1] == 0  # left to Python
+    assert pcapng.C_SCAN(epb, 0, True, [(1 << 20, 1000, 0)], 0, 1, 0)[1] == 0  # not a link type
     for i, value in ((1, -1), (1, 5), (4, -1), (5, 0), (6, 1)):
         args = list(ng)
+        args[0] = b"\0" * 4
         args[i] = value
         with pytest.raises(ValueError):
             pcapng.C_SCAN(*args)
@@ -408,3 +413,22 @@ def test_a_pcapng_cut_or_damaged_anywhere_reads_the_same(tmp_path: Path, scan) -
             assert scanned(path, scan)[0] == reference(path), at
             checked += 1
     assert checked > 200
+
+
+def test_a_pcapng_with_very_many_interfaces(tmp_path: Path, scan) -> None:
+    """Any number of interfaces, declared between packets as well as before them: read in
+    time linear in the blocks (each interface block used to copy every interface before it)
+    and the same way as the Python reader; those past what C takes are read in Python."""
+    records = g.read_pcap(BASE).records
+    blocks = [g.shb()]
+    blocks += [g.idb(g.EN10MB)] * 70_000
+    for i, r in enumerate(records):
+        blocks.append(g.epb(i * 997 % 70_000, r))
+        blocks.append(g.idb(g.EN10MB, tsresol=9))
+        blocks.append(g.unknown_block(0x00000BAD, b"\0\0\0\x01custom"))
+    path = tmp_path / "many.pcapng"
+    path.write_bytes(b"".join(blocks))
+    want = reference(path)
+    got, in_c, _ = scanned(path, scan)
+    assert got == want and want[2][1] == 2 * len(records)  # custom blocks are numbered too
+    assert in_c == want[1] > 10

@@ -197,7 +197,7 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     int little = PyObject_IsTrue(args[2]);
     long long ns_per_unit = PyLong_AsLongLong(args[3]);
-    Py_ssize_t limit = PyLong_AsSsize_t(args[4]);
+    long long limit = PyLong_AsLongLong(args[4]);
     long linktype = PyLong_AsLong(args[5]);
     long long number = PyLong_AsLongLong(args[6]);
     long parts = PyLong_AsLong(args[7]);
@@ -224,7 +224,7 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     while (blen - pos >= 16) {
         const unsigned char *h = buf + pos;
         uint32_t sec = u32(h, little), frac = u32(h + 4, little), incl = u32(h + 8, little);
-        if ((Py_ssize_t)incl > limit || (Py_ssize_t)incl > blen - pos - 16) {
+        if ((long long)incl > limit || (long long)incl > (long long)(blen - pos - 16)) {
             break;  /* pcap.py reads this record through the source, or reports the damage */
         }
         pos += 16 + (Py_ssize_t)incl;
@@ -249,12 +249,40 @@ scan(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 #define EPB 6
 #define MAX_BLOCK (16 * 1024 * 1024)
 
+/* One interface of a pcapng section as scan_ng reads it: (linktype, ns_per_unit, offset_ns),
+ * or None for an interface whose timestamps are not a whole number of nanoseconds. 1 and the
+ * values, 0 where the block is left to Python (None, or numbers out of range), -1 with an
+ * exception set for what is not such an entry. */
+static int
+interface(PyObject *f, long *lt, long long *unit, long long *offset)
+{
+    if (f == Py_None) {
+        return 0;
+    }
+    if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan_ng: an interface is (linktype, ns_per_unit, offset_ns) or None");
+        return -1;
+    }
+    int o1 = 0, o2 = 0, o3 = 0;
+    long long l = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 0), &o1);
+    *unit = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 1), &o2);
+    *offset = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 2), &o3);
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    if (o1 || o2 || o3 || l < 0 || l > 0xFFFF || *unit < 1) {
+        return 0;
+    }
+    *lt = (long)l;
+    return 1;
+}
+
 /* scan_ng(buf, pos, little, interfaces, number, parts, part): the same for a pcapng section's
- * Enhanced Packet Blocks (pcapng.py's fast path and its conditions), where `interfaces`
- * holds, per interface id of the section, (linktype, ns_per_unit, offset_ns) or None for an
- * interface whose timestamps are not a whole number of nanoseconds. It stops at the first
- * block that is not such an EPB lying whole in buf, or whose timestamp would not fit 63
- * bits: pcapng.py reads that one. */
+ * Enhanced Packet Blocks (pcapng.py's fast path and its conditions), where `interfaces` is
+ * the section's list of interface entries (see interface() above), looked up per block: a
+ * section may declare any number of interfaces, and the list grows between calls. It stops
+ * at the first block that is not such an EPB lying whole in buf, whose interface is left to
+ * Python, or whose timestamp would not fit 63 bits: pcapng.py reads that one. */
 static PyObject *
 scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -263,10 +291,11 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
                         "scan_ng(buf, pos, little, interfaces, number, parts, part) takes 7 arguments");
         return NULL;
     }
-    if (!PyTuple_Check(args[3])) {
-        PyErr_SetString(PyExc_TypeError, "scan_ng: interfaces must be a tuple");
+    if (!PyList_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "scan_ng: interfaces must be a list");
         return NULL;
     }
+    PyObject *ifs = args[3];
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     int little = PyObject_IsTrue(args[2]);
     long long number = PyLong_AsLongLong(args[4]);
@@ -276,64 +305,35 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
     if (get_buffer(args[0], &view, pos, number, parts, part) < 0) {
         return NULL;
     }
-    /* The interfaces, read once per call: a section has a handful. */
-    Py_ssize_t nif = PyTuple_GET_SIZE(args[3]);
-    if (nif > 65536) {
-        PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "scan_ng: too many interfaces");
-        return NULL;
-    }
-    long *lt = PyMem_Malloc(sizeof(long) * (size_t)(nif + 1));
-    long long *unit = PyMem_Malloc(sizeof(long long) * (size_t)(nif + 1));
-    long long *offset = PyMem_Malloc(sizeof(long long) * (size_t)(nif + 1));
-    PyObject *items = NULL;
-    if (lt == NULL || unit == NULL || offset == NULL) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    for (Py_ssize_t i = 0; i < nif; i++) {
-        PyObject *f = PyTuple_GET_ITEM(args[3], i);
-        if (f == Py_None) {
-            unit[i] = 0;  /* not in C */
-            continue;
-        }
-        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 3) {
-            PyErr_SetString(PyExc_TypeError, "scan_ng: an interface is (linktype, ns_per_unit, offset_ns) or None");
-            goto fail;
-        }
-        int overflow = 0;
-        lt[i] = PyLong_AsLong(PyTuple_GET_ITEM(f, 0));
-        unit[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 1), &overflow);
-        if (overflow || unit[i] < 1) {
-            unit[i] = 0;
-        }
-        offset[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(f, 2), &overflow);
-        if (overflow) {
-            unit[i] = 0;
-        }
-        if (PyErr_Occurred()) {
-            goto fail;
-        }
-    }
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t blen = view.len;
-    items = PyList_New(0);
+    PyObject *items = PyList_New(0);
     if (items == NULL) {
-        goto fail;
+        PyBuffer_Release(&view);
+        return NULL;
     }
     long long first_ts = -1, ts = -1, tcp = 0;
     while (blen - pos >= 28 && u32(buf + pos, little) == EPB) {
         const unsigned char *b = buf + pos;
         uint32_t length = u32(b + 4, little), ifid = u32(b + 8, little), caplen = u32(b + 20, little);
-        if (!(32 <= length && length <= MAX_BLOCK && !(length & 3) && ifid < (uint32_t)nif
-              && caplen <= length - 32 && (Py_ssize_t)length <= blen - pos
-              && u32(b + length - 4, little) == length && unit[ifid])) {
+        if (!(32 <= length && length <= MAX_BLOCK && !(length & 3) && (Py_ssize_t)ifid >= 0
+              && (Py_ssize_t)ifid < PyList_GET_SIZE(ifs) && caplen <= length - 32
+              && (Py_ssize_t)length <= blen - pos && u32(b + length - 4, little) == length)) {
+            break;
+        }
+        long lt = 0;
+        long long unit = 0, offset = 0;
+        int known = interface(PyList_GET_ITEM(ifs, ifid), &lt, &unit, &offset);
+        if (known < 0) {
+            goto fail;
+        }
+        if (!known) {
             break;
         }
         uint64_t units = (uint64_t)u32(b + 12, little) << 32 | u32(b + 16, little);
         long long t;
-        if (units > (uint64_t)INT64_MAX || __builtin_mul_overflow((long long)units, unit[ifid], &t)
-                || __builtin_add_overflow(t, offset[ifid], &t) || t < 0) {
+        if (units > (uint64_t)INT64_MAX || __builtin_mul_overflow((long long)units, unit, &t)
+                || __builtin_add_overflow(t, offset, &t) || t < 0) {
             break;  /* pcapng.py's integers are unbounded */
         }
         ts = t;
@@ -342,24 +342,18 @@ scan_ng(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs)
         if (first_ts < 0) {
             first_ts = ts;
         }
-        if (emit(items, b + 28, (Py_ssize_t)caplen, lt[ifid], number, ts, parts, part, &tcp) < 0) {
+        if (emit(items, b + 28, (Py_ssize_t)caplen, lt, number, ts, parts, part, &tcp) < 0) {
             goto fail;
         }
         if (!(number & BATCH_MASK)) {
             break;
         }
     }
-    PyMem_Free(lt);
-    PyMem_Free(unit);
-    PyMem_Free(offset);
     PyBuffer_Release(&view);
     return Py_BuildValue("nLLLLN", pos, number, first_ts, ts, tcp, items);
 fail:
-    PyMem_Free(lt);
-    PyMem_Free(unit);
-    PyMem_Free(offset);
     PyBuffer_Release(&view);
-    Py_XDECREF(items);
+    Py_DECREF(items);
     return NULL;
 }
 

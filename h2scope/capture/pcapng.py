@@ -35,7 +35,7 @@ OPT_IF_TSOFFSET: Final = 14
 # Blocks larger than this are damage, not data (Wireshark uses 16 MiB for most blocks).
 MAX_BLOCK: Final = 16 * 1024 * 1024
 
-ScanNg = Callable[[Any, int, bool, tuple, int, int, int], tuple[int, int, int, int, int, list[Item]]]
+ScanNg = Callable[[Any, int, bool, list, int, int, int], tuple[int, int, int, int, int, list[Item]]]
 
 
 C_SCAN: Final[Optional[ScanNg]] = c_scanner("scan_ng")  # the C scanner's pcapng loop
@@ -93,8 +93,9 @@ class _Sections:
         # per interface: (linktype, num, den, offset_ns) for the fast path's timestamp arithmetic
         self.fast: list[tuple[int, int, int, int]] = []
         # the same for the C scanner: (linktype, ns per unit, offset_ns), or None where the
-        # unit is not a whole number of nanoseconds
-        self.for_c: tuple = ()
+        # unit is not a whole number of nanoseconds; a list, appended to (a section may
+        # declare any number of interfaces) and read by the scanner per block
+        self.for_c: list[Optional[tuple[int, int, int]]] = []
         self.stop = False  # the end of the file, or damage (reported)
 
 
@@ -141,7 +142,7 @@ def _block(reader: "CaptureReader", st: _Sections, type_bytes: bytes) -> Optiona
         st.little = endian == "<"
         st.interfaces = []  # interface ids are per section
         st.fast = []
-        st.for_c = ()
+        st.for_c = []
         return None
     endian = st.endian
     (btype,) = struct.unpack(endian + "I", type_bytes)
@@ -223,7 +224,7 @@ def _block(reader: "CaptureReader", st: _Sections, type_bytes: bytes) -> Optiona
         interfaces.append(iface)
         offset_ns = iface.offset_s * 1_000_000_000
         st.fast.append((iface.linktype, iface.num, iface.den, offset_ns))
-        st.for_c = st.for_c + ((iface.linktype, iface.num, offset_ns) if iface.den == 1 else None,)
+        st.for_c.append((iface.linktype, iface.num, offset_ns) if iface.den == 1 else None)
         reader.link_types.add(linktype)
         return None
     if btype == DSB:
