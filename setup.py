@@ -7,9 +7,9 @@ interpreted and 2.95 s compiled (best of 5; benchmarks/README.md has instruction
 Everything else (CLI, the rules' wording of findings, reports, TUI, check) stays
 interpreted: it runs once per finding or once per capture, not per packet or stream.
 
-It also builds two hand-written C extensions: the walk of HPACK's Huffman machine
-(h2scope/http2/_huffman_c.c; huffman.py says why) and the classic-pcap record scanner
-(h2scope/capture/_scan_c.c; pcap.py says why). Set H2SCOPE_PURE_PYTHON=1 to install
+It also builds two hand-written C extensions: HPACK's Huffman machine and decoding table
+(h2scope/http2/_hpack_c.c; huffman.py and hpack_state.py say why) and the classic-pcap
+record scanner (h2scope/capture/_scan_c.c; pcap.py says why). Set H2SCOPE_PURE_PYTHON=1 to install
 without compiling. Without mypy or a C compiler the extensions are skipped (setuptools'
 optional extensions) and h2scope runs as plain Python.
 """
@@ -26,11 +26,11 @@ from h2scope.native import COMPILED  # noqa: E402  (the list lives with the code
 
 
 def c_modules() -> list:
-    """The hand-written C extensions: HPACK's Huffman walk (h2scope/http2/_huffman_c.c) and
-    the classic-pcap record scanner (h2scope/capture/_scan_c.c)."""
+    """The hand-written C extensions: HPACK's Huffman walk and decoding table
+    (h2scope/http2/_hpack_c.c) and the pcap record scanner (h2scope/capture/_scan_c.c)."""
     from setuptools import Extension
 
-    return [Extension("h2scope.http2._huffman_c", ["h2scope/http2/_huffman_c.c"], optional=True),
+    return [Extension("h2scope.http2._hpack_c", ["h2scope/http2/_hpack_c.c"], optional=True),
             Extension("h2scope.capture._scan_c", ["h2scope/capture/_scan_c.c"], optional=True)]
 
 

@@ -46,7 +46,7 @@ COMPILED = (
 
 
 # The hand-written C extensions (setup.py), with their sources beside them.
-C_EXTENSIONS = ("h2scope.http2._huffman_c", "h2scope.capture._scan_c")
+C_EXTENSIONS = ("h2scope.http2._hpack_c", "h2scope.capture._scan_c")
 
 
 class SourceFirst(importlib.abc.MetaPathFinder):
@@ -98,9 +98,9 @@ def stale_modules() -> list[str]:
 def c_parts() -> list[str]:
     """What runs in the hand-written C extensions (setup.py), where they were built."""
     from .capture import pcap, pcapng
-    from .http2 import huffman
+    from .http2 import hpack_state
 
-    return [name for name, fn in (("HPACK Huffman", huffman.C_WALK),
+    return [name for name, fn in (("HPACK decoding", hpack_state.C_TABLE),
                                   ("pcap records", pcap.C_SCAN and pcapng.C_SCAN)) if fn is not None]
 
 

@@ -91,10 +91,11 @@ def test_the_pure_switch_loads_every_module_from_source():
     env = {**os.environ, PURE_ENV: "1"}
     code = ("from h2scope.native import compiled_modules, COMPILED; import importlib, sys; "
             "mods = [importlib.import_module(m) for m in COMPILED]; "
-            "from h2scope.http2 import huffman; from h2scope.capture import pcap; "
-            "print(compiled_modules(), all(m.__file__.endswith('.py') for m in mods), huffman.C_WALK, pcap.C_SCAN)")
+            "from h2scope.http2 import huffman, hpack_state; from h2scope.capture import pcap; "
+            "print(compiled_modules(), all(m.__file__.endswith('.py') for m in mods), huffman.C_WALK, "
+            "hpack_state.C_TABLE, pcap.C_SCAN)")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert r.stdout.split() == ["[]", "True", "None", "None"]  # the C Huffman walk and pcap scanner are off too
+    assert r.stdout.split() == ["[]", "True", "None", "None", "None"]  # the C extensions are off too
 
 
 def test_version_says_how_h2scope_runs():
@@ -103,10 +104,10 @@ def test_version_says_how_h2scope_runs():
     r = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == ""
     from h2scope.capture import pcap
-    from h2scope.http2 import huffman
+    from h2scope.http2 import hpack_state
 
     n = len(compiled_modules())
-    parts = [name for name, fn in (("HPACK Huffman", huffman.C_WALK), ("pcap records", pcap.C_SCAN)) if fn]
+    parts = [name for name, fn in (("HPACK decoding", hpack_state.C_TABLE), ("pcap records", pcap.C_SCAN)) if fn]
     c = ", " + " and ".join(parts) + " in C" if parts else ""
     expected = f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc{c}" if n else f"pure Python{c}"
     assert r.stdout == f"h2scope 0.1.0 ({expected})\n"

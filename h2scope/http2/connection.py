@@ -945,8 +945,8 @@ class H2Observer:
                 if sp.skipped:
                     self.notes.append(f"{DIR_NAMES[side]}: {sp.skipped} bytes could not be framed as HTTP/2")
         for side in (CLIENT, SERVER) if self.hpack else ():
-            if self.hpack[side].partial and self.hpack[side]._table.unknown_refs:
-                self.notes.append(f"{DIR_NAMES[side]}: {self.hpack[side]._table.unknown_refs} header fields "
+            if self.hpack[side].partial and self.hpack[side].unknown_refs:
+                self.notes.append(f"{DIR_NAMES[side]}: {self.hpack[side].unknown_refs} header fields "
                                   "referenced HPACK state not in the capture (shown as unknown)")
         for rec in self.recent.values():
             self._finalize(rec)

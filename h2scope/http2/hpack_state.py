@@ -15,9 +15,10 @@ Two additions to hpack's Decoder:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import deque
-from typing import Final, Optional
+from typing import Any, Final, Optional
 
 from hpack import Decoder, HPACKError
 from hpack.table import HeaderTable
@@ -50,6 +51,22 @@ def error_text(e: Exception) -> str:
     return "HPACK decoding failed: " + _MEMORY_REPR.sub("", text)
 
 
+def _c_table() -> Any:
+    """The C decoding table (_hpack_c.c), unless H2SCOPE_PURE_PYTHON (h2scope.native.ENV) is
+    set, it was not built, or huffman.py keeps its Python walk (hpack changed its tables)."""
+    if os.environ.get("H2SCOPE_PURE_PYTHON") or huffman.C_WALK is None:
+        return None
+    try:
+        from ._hpack_c import Table, configure
+    except ImportError:
+        return None
+    configure(_STATIC, _UNKNOWN_B, huffman._NEXT, huffman._FLAGS, huffman._SYMBOL, MEMO_MAX)
+    return Table
+
+
+C_TABLE: Final = _c_table()
+
+
 class _Slow(Exception):
     """Anything unusual in a block: hpack's own decoder decides (and words the error)."""
 
@@ -72,6 +89,12 @@ def _text(b: bytes) -> str:
         return b.decode("utf-8", "replace")
 
 
+# hpack refuses an integer whose fifth continuation byte is not its last (VARINT_MAX_LENGTH);
+# the fast paths leave such a one to hpack. (Up to 63 bits were taken here, so an index hpack
+# refuses decoded as an unknown entry on a partial table.)
+_INTEGER_LAST_SHIFT: Final = 28
+
+
 def _integer(block: bytes, i: int, mask: int) -> tuple[int, int]:
     n = block[i] & mask
     i += 1
@@ -85,7 +108,7 @@ def _integer(block: bytes, i: int, mask: int) -> tuple[int, int]:
         if b < 0x80:
             return n, i
         shift += 7
-        if shift > 63:
+        if shift > _INTEGER_LAST_SHIFT:
             raise _Slow
 
 
@@ -134,11 +157,17 @@ class HeaderDecoder:
         self._decoder.max_header_list_size = 1 << 30
         self._decoder.max_allowed_table_size = 1 << 30
         self._table.partial = partial
-        self._memo: dict[tuple[int, bytes], list[tuple[str, str]]] = {}
+        # Where built, the C table is the dynamic table and keeps the memo; self._table is then
+        # only loaded from it when hpack must decide a block (table()).
+        self._c: Any = C_TABLE(partial) if C_TABLE is not None else None
+        # Blocks decoded against the table of generation _memo_generation that left it as it
+        # was. The generation only grows, so older blocks could never be answered again.
+        self._memo: dict[bytes, list[tuple[str, str]]] = {}
+        self._memo_generation = 0
+        self._memo_hits = 0
+        self._announced_max = 4096  # the decoding side's SETTINGS_HEADER_TABLE_SIZE
         self.blocks = 0
-        self.memo_hits = 0
         self.errors = 0
-        self.announced_max = 4096  # the decoding side's SETTINGS_HEADER_TABLE_SIZE
 
     def _decode_fast(self, block: bytes) -> list[Field]:
         """RFC 7541 §6, for the blocks hpack would accept: what hpack.Decoder.decode(raw=True)
@@ -198,10 +227,46 @@ class HeaderDecoder:
 
     @property
     def partial(self) -> bool:
-        return self._table.partial
+        return bool(self._c.partial) if self._c is not None else self._table.partial
+
+    @property
+    def unknown_refs(self) -> int:
+        """Header fields that referred to table entries from before the capture (or a gap)."""
+        return int(self._c.unknown_refs) if self._c is not None else self._table.unknown_refs
+
+    @property
+    def memo_hits(self) -> int:
+        return self._memo_hits + (int(self._c.memo_hits) if self._c is not None else 0)
+
+    @property
+    def announced_max(self) -> int:
+        return self._announced_max
+
+    @announced_max.setter
+    def announced_max(self, value: int) -> None:
+        self._announced_max = value
+        if self._c is not None:
+            self._c.announced_max = value
+
+    def table(self) -> ObserverTable:
+        """The dynamic table as hpack's Decoder holds it (loaded from the C table, where built)."""
+        table = self._table
+        c = self._c
+        if c is not None:
+            table.dynamic_entries.clear()
+            table.dynamic_entries.extend(c.entries())
+            table._current_size = c.size
+            table._maxsize = c.maxsize
+            table.generation = c.generation
+            table.partial = c.partial
+            table.unknown_refs = c.unknown_refs
+        return table
 
     def lose_state(self) -> None:
         """A header block was lost (gap) or undecodable: older entries are unknown from now on."""
+        if self._c is not None:
+            self._c.lose_state()
+            return
         self._table.dynamic_entries.clear()
         self._table._current_size = 0
         self._table.partial = True
@@ -210,14 +275,17 @@ class HeaderDecoder:
     def decode(self, block: bytes) -> tuple[Optional[list[tuple[str, str]]], Optional[str], bool]:
         """(headers, error, had_unknown). On error the table state is lost (marked partial)."""
         self.blocks += 1
+        if self._c is not None:
+            result: Optional[tuple[Optional[list[tuple[str, str]]], Optional[str], bool]] = self._c.decode(block)
+            return result if result is not None else self._decode_by_hpack(block)
         table = self._table
-        key = (table.generation, block)
-        hit = self._memo.get(key)
-        if hit is not None:
-            self.memo_hits += 1
-            return hit, None, False
-        before_unknown = table.unknown_refs
         gen = table.generation
+        if gen == self._memo_generation:
+            hit = self._memo.get(block)
+            if hit is not None:
+                self._memo_hits += 1
+                return hit, None, False
+        before_unknown = table.unknown_refs
         saved = (tuple(table.dynamic_entries), table._current_size, table._maxsize, table.resized)
         try:
             try:
@@ -241,11 +309,45 @@ class HeaderDecoder:
         headers = [(_text(n), _text(v)) for n, v in raw]
         had_unknown = table.unknown_refs != before_unknown
         if table.generation == gen and not had_unknown:
-            if len(self._memo) >= MEMO_MAX:
+            if gen != self._memo_generation or len(self._memo) >= MEMO_MAX:
                 self._memo.clear()
-            self._memo[key] = headers
-        size = table.maxsize
-        if size > self.announced_max:
+                self._memo_generation = gen
+            self._memo[block] = headers
+        return self._result(headers, had_unknown, table.maxsize)
+
+    def _decode_by_hpack(self, block: bytes) -> tuple[Optional[list[tuple[str, str]]], Optional[str], bool]:
+        """A block the C table left to hpack: decoded from the same table, which is then loaded
+        back; hpack words any error."""
+        c = self._c
+        table = self.table()
+        gen = table.generation
+        before_unknown = table.unknown_refs
+        try:
+            raw = self._decoder.decode(block, raw=True)
+        except (HPACKError, IndexError, ValueError) as e:
+            # What hpack changed before it gave up (a size update, unknown references, entries
+            # the state loss then clears) counts, as it does without the C table.
+            self._load_from(table)
+            self.errors += 1
+            self.lose_state()
+            return None, error_text(e), False
+        self._load_from(table)
+        headers = [(_text(n), _text(v)) for n, v in raw]
+        had_unknown = table.unknown_refs != before_unknown
+        c.decided(block, headers, table.generation == gen and not had_unknown)
+        return self._result(headers, had_unknown, table.maxsize)
+
+    def _load_from(self, table: ObserverTable) -> None:
+        """The C table takes the state hpack left in `table`."""
+        c = self._c
+        c.load(list(table.dynamic_entries), table._current_size, table._maxsize)
+        c.generation = table.generation
+        c.unknown_refs = table.unknown_refs
+        table.dynamic_entries.clear()
+
+    def _result(self, headers: list[tuple[str, str]], had_unknown: bool,
+                size: int) -> tuple[Optional[list[tuple[str, str]]], Optional[str], bool]:
+        if size > self._announced_max:
             return headers, (f"dynamic table size {size} exceeds the announced "
-                             f"SETTINGS_HEADER_TABLE_SIZE {self.announced_max}"), had_unknown
+                             f"SETTINGS_HEADER_TABLE_SIZE {self._announced_max}"), had_unknown
         return headers, None, had_unknown

@@ -7,7 +7,7 @@ the same table, in a module mypyc compiles (h2scope/native.py), with the table s
 three flat byte strings. tests/test_hpack_fast.py holds it equal to hpack on every
 captured string and on random bytes.
 
-Where the package was built with a C compiler, the walk itself runs in C (_huffman_c.c,
+Where the package was built with a C compiler, the walk itself runs in C (_hpack_c.c,
 over these same tables): W2-2MB's pipeline 598 M -> 520 M instructions (callgrind).
 decode_walk below stays the reference, and what runs without the extension or with
 H2SCOPE_PURE_PYTHON set.
@@ -36,7 +36,7 @@ def _c_walk() -> Optional[Walk]:
     if os.environ.get("H2SCOPE_PURE_PYTHON"):
         return None
     try:
-        from ._huffman_c import walk
+        from ._hpack_c import walk
     except ImportError:
         return None
     # The C file names hpack's flag values; a hpack that changed them keeps the Python walk.

@@ -1,3 +1,0 @@
-from typing import Optional
-
-def walk(data: bytes, next_states: bytes, flags: bytes, symbols: bytes, /) -> Optional[bytes]: ...
