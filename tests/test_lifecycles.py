@@ -92,7 +92,7 @@ def test_streams_match_facts(path: Path, facts: dict):
             for side, name in ((0, "client"), (1, "server")):
                 assert s.frames[side] == sum(fs["frames"][name].values()), f"{where}: {name} frames"
         if "data_frames" in fs:
-            assert s.data_frames == [fs["data_frames"]["client"], fs["data_frames"]["server"]], where
+            assert s.data_frames == (fs["data_frames"]["client"], fs["data_frames"]["server"]), where
 
 
 @pytest.mark.parametrize("path,facts", CASES, ids=_ids())
@@ -119,9 +119,9 @@ def test_grpc_fields_on_real_calls():
     assert err.grpc_message == "no such key: café" and err.trailers_only
     unary = {s.stream: s for s in model(ROOT / "grpcio" / "unary_ok.pcap").streams}
     assert "traceparent" in unary[3].metadata and "x-request-id" in unary[3].metadata
-    assert all(s.grpc and s.messages == [1, 1] and s.end_reason == "complete" for s in unary.values())
+    assert all(s.grpc and s.messages == (1, 1) and s.end_reason == "complete" for s in unary.values())
     big = model(ROOT / "grpcio" / "large_message.pcap").streams[0]
-    assert big.messages == [1, 1] and big.message_bytes[0] > 150_000 and big.message_bytes[1] > 150_000
+    assert big.messages == (1, 1) and big.message_bytes[0] > 150_000 and big.message_bytes[1] > 150_000
 
 
 def test_deadline_from_timeout():

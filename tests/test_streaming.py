@@ -206,7 +206,8 @@ def test_hand_built_stream_json_handles_any_text(method, message, metadata, end_
     rec.grpc, rec.grpc_status = True, 4
     if reset is not None:  # who, any code (named or not), when (or unknown), which packet
         rec.rst_by, rec.rst_code, rec.rst_ns, rec.rst_packet = reset
-    rec.message_sizes = [[1, 2, 3], []]
+    rec.c2s.message_sizes = [1, 2, 3]
+    rec.s2c.messages_known, rec.s2c.frames, rec.c2s.data_bytes = False, 7, 12345
     obj = rec.to_json(headers=False)
     del obj["conn"]
     assert "{" + rec.compact_json_after_conn() == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

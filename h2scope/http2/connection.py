@@ -365,8 +365,8 @@ class H2Observer:
         self._request_headers(ls.rec, headers)
         ls.state = HALF_CLOSED_CLIENT
         ls.ended[CLIENT] = True
-        ls.rec.end_stream_ns[CLIENT] = req_ts
-        ls.rec.end_stream_packet[CLIENT] = req_packet
+        ls.rec.c2s.end_stream_ns = req_ts
+        ls.rec.c2s.end_stream_packet = req_packet
         self.max_stream[CLIENT] = 1
         self._splitter(CLIENT).expect_preface(PREFACE)
         self._replay(SERVER, skip=size)
@@ -505,7 +505,7 @@ class H2Observer:
             ls.state = OPEN
             for s in (CLIENT, SERVER):
                 ls.msgs[s].lose()
-                ls.rec.messages_known[s] = False
+                ls.rec.side(s).messages_known = False
             self.max_stream[initiator] = max(self.max_stream[initiator], sid)
             return ls, None
         return None, None
@@ -516,8 +516,9 @@ class H2Observer:
         rec = ls.rec if ls is not None else self.recent.get(sid)
         if rec is None:
             return
-        rec.frames[side] += 1
-        rec.last_frame_ns[side] = ts_ns
+        d = rec.side(side)
+        d.frames += 1
+        d.last_frame_ns = ts_ns
         # Frames on a stream that a GOAWAY's sender said it would not process.
         g = self.goaway_limit[CLIENT if sid & 1 else SERVER]
         if g is not None and sid > g.last_stream_id and ts_ns >= g.ts_ns:
@@ -544,12 +545,13 @@ class H2Observer:
         for s in (CLIENT, SERVER):
             m = ls.msgs[s]
             m.finish()
-            rec.messages[s] = m.count
-            rec.message_bytes[s] = m.total
-            rec.message_sizes[s] = m.sizes
-            rec.compressed_messages[s] = m.compressed
+            d = rec.side(s)
+            d.messages = m.count
+            d.message_bytes = m.total
+            d.message_sizes = m.sizes
+            d.compressed_messages = m.compressed
             if m.lost:
-                rec.messages_known[s] = False
+                d.messages_known = False
             st = ls.stall[s]
             if st is not None:
                 st.end_ns, st.end_packet = ts_ns, packet
@@ -583,10 +585,11 @@ class H2Observer:
         rec = ls.rec
         if not self._transition(ls, data_event(side), side, packet, ts_ns):
             return
-        rec.data_frames[side] += 1
-        rec.data_bytes[side] += length
-        if rec.first_data_ns[side] is None:
-            rec.first_data_ns[side] = ts_ns
+        d = rec.side(side)
+        d.data_frames += 1
+        d.data_bytes += length
+        if d.first_data_ns is None:
+            d.first_data_ns = ts_ns
         if frame is not None:
             ls.msgs[side].feed(frame.data)
         elif damaged:
@@ -606,8 +609,9 @@ class H2Observer:
 
     def _end_stream(self, ls: LiveStream, side: int, packet: int, ts_ns: int) -> None:
         ls.ended[side] = True
-        ls.rec.end_stream_ns[side] = ts_ns
-        ls.rec.end_stream_packet[side] = packet
+        d = ls.rec.side(side)
+        d.end_stream_ns = ts_ns
+        d.end_stream_packet = packet
         self._transition(ls, end_event(side), side, packet, ts_ns)
 
     def _frame_on_closed(self, side: int, sid: int, ftype: int, length: int, rec: Optional[StreamRecord],
@@ -621,12 +625,13 @@ class H2Observer:
         if rec.rst_by is not None:
             self._late(rec, side, ftype, length, packet, ts_ns)
             if ftype == DATA:
-                rec.data_bytes[side] += length
-                rec.data_frames[side] += 1
+                d = rec.side(side)
+                d.data_bytes += length
+                d.data_frames += 1
                 if side == SERVER and rec.deadline_ns is not None and ts_ns > rec.deadline_ns:
                     self._after_deadline(rec, length, packet, ts_ns)
             return
-        if ftype in (DATA, HEADERS) and rec.end_stream_ns[side] is not None:
+        if ftype in (DATA, HEADERS) and rec.side(side).end_stream_ns is not None:
             self._violation(packet, ts_ns, side, sid,
                             f"{name} on stream {sid} after this endpoint's own END_STREAM (STREAM_CLOSED, RFC 9113 §5.1)")
 
