@@ -21,7 +21,7 @@ from ..model import (
     CLIENT, DIR_NAMES, MAX_LATE_FRAMES, SERVER, ConnectionRecord, Goaway, LateFrame, Stall,
     StreamRecord, Violation,
 )
-from ..tcp.reassembly import TcpConnection
+from ..tcp.reassembly import NativeSink, TcpConnection
 from . import detect
 from .constants import (
     CONTINUATION, DATA, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW, FLAG_ACK, FLAG_END_HEADERS,
@@ -87,7 +87,7 @@ class LiveStream:
         self.ended = [False, False]
 
 
-class H2Observer:
+class H2Observer(NativeSink):
     """The StreamSink for one TCP connection."""
 
     def __init__(self, tcp: TcpConnection, ctx: DecodeContext) -> None:
