@@ -14,6 +14,7 @@ from hyperframe.frame import Frame
 
 from h2scope.analysis import decode
 from h2scope.http2 import fastparse
+from h2scope.http2.constants import DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPTURES = sorted(p for p in (ROOT / "captures").rglob("*")
@@ -106,3 +107,20 @@ def test_padding_past_the_fixed_fields_parses_as_hyperframe_does(ftype, flags, p
     theirs = _hyperframe(ftype, flags, 1, payload)
     assert theirs is not None and bytes(theirs.data) == b""  # accepted, with no header block
     assert fastparse.from_hyperframe(theirs).data == b""
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.integers(0, 255), st.sampled_from([0, 1, 7]), st.binary(max_size=300), st.binary(max_size=20),
+       st.binary(max_size=20))
+def test_a_data_payload_read_in_place_is_where_parse_finds_it(flags, sid, payload, before, after):
+    """The splitter leaves DATA payloads inside the bytes they arrived in: data_range finds
+    the data where parse() would, and refuses what it refuses."""
+    buf = before + payload + after
+    try:
+        want = fastparse.parse(DATA, flags, sid, payload).data
+    except fastparse.FrameError:
+        with pytest.raises(fastparse.FrameError):
+            fastparse.data_range(flags, sid, buf, len(before), len(payload))
+        return
+    start, end = fastparse.data_range(flags, sid, buf, len(before), len(payload))
+    assert buf[start:end] == want

@@ -24,26 +24,28 @@ class MessageSplitter:
         self.lost = False  # a gap or an unknown start made the framing unknowable
         self.partial = False  # a message was still incomplete when the stream ended
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes, start: int = 0, end: int = -1) -> None:
+        """The DATA payload data[start:end] (all of data by default), read in place: the
+        splitter hands DATA frames over in the bytes they arrived in."""
         if self.lost:
             return
-        n = len(data)
-        pos = 0
+        n = len(data) if end < 0 else end
+        pos = start
         need = self._need
         if need:
             # The current message's payload continues in this frame.
-            if need > n:
-                self._need = need - n
+            if need > n - pos:
+                self._need = need - (n - pos)
                 return
             self._need = 0
             self.count += 1
-            pos = need
+            pos += need
         # Whole prefixes read in place and counted without slicing the payload (measured:
         # 1.2 us -> 0.7 us per single-message DATA frame on W1-20MB, with one unpack_from).
         while pos < n:
             if self._hdr or n - pos < 5:
                 want = 5 - len(self._hdr)
-                self._hdr += data[pos:pos + want]
+                self._hdr += data[pos:min(pos + want, n)]
                 pos += min(want, n - pos)
                 if len(self._hdr) < 5:
                     return

@@ -375,7 +375,7 @@ class H2Observer(NativeSink):
     # ---- frames ------------------------------------------------------------------------
 
     def _frame(self, side: int, fr: RawFrame, packet: int, ts_ns: int) -> None:
-        header, length, ftype, flags, sid, payload, first_packet, damaged = fr
+        header, length, ftype, flags, sid, payload, first_packet, damaged, pstart = fr
         self.frames += 1
         ctx = self.ctx
         ctx.total_frames += 1
@@ -398,15 +398,46 @@ class H2Observer(NativeSink):
             if pending[2] is not None:
                 pending[2].headers_unknown = True  # its header block was never completed
             pending = None
+        if ftype == DATA:
+            self._data_frame(side, header, payload, pstart, length, flags, sid, packet, ts_ns, damaged)
+        else:
+            self._other_frame(side, header, payload, ftype, flags, sid, packet, first_packet, ts_ns, damaged, record)
+        if sid:
+            self._count_stream_frame(side, sid, ftype, length, packet, ts_ns)
+        if record is not None:
+            if ftype in (DATA, HEADERS):
+                record["end_stream"] = bool(flags & FLAG_END_STREAM)
+            if ctx.on_frame is not None:
+                ctx.on_frame(record)
+            else:
+                key = (self.conn_id, sid)
+                if sid:
+                    ctx.frames_by_stream.setdefault(key, []).append(record)
+                else:
+                    ctx.conn_frames.setdefault(self.conn_id, []).append(record)
+
+    def _data_frame(self, side: int, header: bytes, payload: bytes, pstart: int, length: int, flags: int, sid: int,
+                    packet: int, ts_ns: int, damaged: bool) -> None:
+        """A DATA frame, its payload left in place: payload[pstart:pstart + length]."""
+        data_start = data_end = -1
+        if not damaged:
+            try:
+                data_start, data_end = fastparse.data_range(flags, sid, payload, pstart, length)
+            except fastparse.FrameError:  # malformed: hyperframe words the violation
+                frame = self._parse(side, header, payload[pstart:pstart + length], DATA, flags, sid, packet, ts_ns)
+                if frame is not None:
+                    payload, data_start, data_end = frame.data, 0, len(frame.data)
+        self._data(side, sid, length, flags, payload, data_start, data_end, packet, ts_ns, damaged)
+
+    def _other_frame(self, side: int, header: bytes, payload: bytes, ftype: int, flags: int, sid: int, packet: int,
+                     first_packet: int, ts_ns: int, damaged: bool, record: Optional[dict]) -> None:
+        frame: Optional[Parsed] = None
         if damaged:
             if ftype in (HEADERS, PUSH_PROMISE, CONTINUATION):
                 self.hpack[side].lose_state()
-            frame = None
         else:
             frame = self._parse(side, header, payload, ftype, flags, sid, packet, ts_ns)
-        if ftype == DATA:
-            self._data(side, sid, length, flags, frame, packet, first_packet, ts_ns, damaged)
-        elif ftype == HEADERS:
+        if ftype == HEADERS:
             self._headers(side, sid, flags, frame, packet, first_packet, ts_ns, record)
         elif ftype == CONTINUATION:
             self._continuation(side, sid, flags, frame, packet, ts_ns, record)
@@ -436,19 +467,6 @@ class H2Observer(NativeSink):
         elif ftype == PRIORITY:
             if frame is not None and frame.depends_on == sid:
                 self._violation(packet, ts_ns, side, sid, "PRIORITY frame makes a stream depend on itself")
-        if sid:
-            self._count_stream_frame(side, sid, ftype, length, packet, ts_ns)
-        if record is not None:
-            if ftype in (DATA, HEADERS):
-                record["end_stream"] = bool(flags & FLAG_END_STREAM)
-            if ctx.on_frame is not None:
-                ctx.on_frame(record)
-            else:
-                key = (self.conn_id, sid)
-                if sid:
-                    ctx.frames_by_stream.setdefault(key, []).append(record)
-                else:
-                    ctx.conn_frames.setdefault(self.conn_id, []).append(record)
 
     def _parse(self, side: int, header: bytes, payload: bytes, ftype: int, flags: int, sid: int, packet: int,
                ts_ns: int) -> Optional[Parsed]:
@@ -574,8 +592,9 @@ class H2Observer(NativeSink):
         else:
             rec.late_dropped += 1
 
-    def _data(self, side: int, sid: int, length: int, flags: int, frame: Optional[Parsed], packet: int,
-              first_packet: int, ts_ns: int, damaged: bool) -> None:
+    def _data(self, side: int, sid: int, length: int, flags: int, buf: bytes, data_start: int, data_end: int,
+              packet: int, ts_ns: int, damaged: bool) -> None:
+        """A DATA frame whose data is buf[data_start:data_end] (data_end -1: unreadable)."""
         if not sid:
             return  # hyperframe already reported DATA on stream 0
         ls, rec = self._lookup(side, sid, DATA, packet, ts_ns)
@@ -590,8 +609,8 @@ class H2Observer(NativeSink):
         d.data_bytes += length
         if d.first_data_ns is None:
             d.first_data_ns = ts_ns
-        if frame is not None:
-            ls.msgs[side].feed(frame.data)
+        if data_end >= 0:
+            ls.msgs[side].feed(buf, data_start, data_end)
         elif damaged:
             ls.msgs[side].lose()
         if side == SERVER and rec.deadline_ns is not None and ts_ns > rec.deadline_ns:

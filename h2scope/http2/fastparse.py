@@ -82,6 +82,19 @@ def _pad_length(payload: bytes, n: int) -> int:
     return payload[0]
 
 
+def data_range(flags: int, sid: int, buf: bytes, start: int, n: int) -> tuple[int, int]:
+    """Where a DATA frame's data lies when its n-byte payload starts at buf[start] (the
+    splitter leaves DATA payloads in place): parse()'s checks and padding, without a copy."""
+    if not sid:
+        raise FrameError
+    if flags & FLAG_PADDED:
+        pad = _pad_length(buf[start:start + 1], n)
+        if pad and pad >= n:
+            raise FrameError
+        return start + 1, start + n - pad
+    return start, start + n
+
+
 def _priority(p: Parsed, payload: bytes, off: int) -> None:
     dep, p.stream_weight = _LB(payload, off)
     p.exclusive = bool(dep >> 31)
