@@ -7,9 +7,10 @@ interpreted and 2.95 s compiled (best of 5; benchmarks/README.md has instruction
 Everything else (CLI, the rules' wording of findings, reports, TUI, check) stays
 interpreted: it runs once per finding or once per capture, not per packet or stream.
 
-It also builds two hand-written C extensions: HPACK's Huffman machine and decoding table
-(h2scope/http2/_hpack_c.c; huffman.py and hpack_state.py say why) and the classic-pcap
-record scanner (h2scope/capture/_scan_c.c; pcap.py says why). Set H2SCOPE_PURE_PYTHON=1 to install
+It also builds three hand-written C extensions: HPACK's Huffman machine and decoding table
+(h2scope/http2/_hpack_c.c; huffman.py and hpack_state.py say why), the pcap record scanner
+(h2scope/capture/_scan_c.c; pcap.py says why) and a stream's JSON line
+(h2scope/_jsonline_c.c). Set H2SCOPE_PURE_PYTHON=1 to install
 without compiling. Without mypy or a C compiler the extensions are skipped (setuptools'
 optional extensions) and h2scope runs as plain Python.
 """
@@ -27,11 +28,13 @@ from h2scope.native import COMPILED  # noqa: E402  (the list lives with the code
 
 def c_modules() -> list:
     """The hand-written C extensions: HPACK's Huffman walk and decoding table
-    (h2scope/http2/_hpack_c.c) and the pcap record scanner (h2scope/capture/_scan_c.c)."""
+    (h2scope/http2/_hpack_c.c), the pcap record scanner (h2scope/capture/_scan_c.c) and the
+    stream JSON line (h2scope/_jsonline_c.c)."""
     from setuptools import Extension
 
     return [Extension("h2scope.http2._hpack_c", ["h2scope/http2/_hpack_c.c"], optional=True),
-            Extension("h2scope.capture._scan_c", ["h2scope/capture/_scan_c.c"], optional=True)]
+            Extension("h2scope.capture._scan_c", ["h2scope/capture/_scan_c.c"], optional=True),
+            Extension("h2scope._jsonline_c", ["h2scope/_jsonline_c.c"], optional=True)]
 
 
 def ext_modules() -> list:

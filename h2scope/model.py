@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from typing import Final, Optional
+import os
+from typing import Any, Final, Optional
 
 from .grpc.status import status_name
 from .http2.constants import error_name
@@ -572,9 +573,35 @@ class StreamRecord:
     def compact_json_after_conn(self, headers: bool = False) -> str:
         """json.dumps(to_json(headers) without "conn", separators=(",", ":"), ensure_ascii=False),
         less its opening brace: byte for byte (tests/test_streaming.py holds them equal), built
-        directly. Building the dict and encoding it took 1.2 s of 7.6 s profiled on W1-20MB
-        --format json; building the string: `analyze --format json --jobs 1` on W1-20MB
-        3.42 s -> 3.13 s (best of 3).
+        directly: written in C where built (h2scope/_jsonline_c.c says why), else by
+        _line_py."""
+        if _C_LINE is not None:
+            out: Optional[str] = _C_LINE(self._line_fields(headers))
+            if out is not None:
+                return out
+        return self._line_py(headers)
+
+    def _line_fields(self, headers: bool) -> tuple:
+        """What the C line writer reads, in its order (_jsonline_c.c's line())."""
+        c, s = self.c2s, self.s2c
+        return (self.stream, _method_json(self.method), self.grpc, self.start_ns, self.end_ns, self.start_packet,
+                self.end_packet, _request_run(self), self.deadline_ns, _response_run(self),
+                c.frames, s.frames, c.data_bytes, s.data_bytes,
+                c.messages if c.messages_known else None, s.messages if s.messages_known else None,
+                c.message_bytes, s.message_bytes, c.compressed_messages, s.compressed_messages,
+                c.message_sizes, s.message_sizes, self.headers_unknown, self.metadata,
+                _jdumps([st.to_json() for st in self.stalls]) if self.stalls else "[]",
+                self._headers_json() if headers else "")
+
+    def _headers_json(self) -> str:
+        return (f',"request_headers":{_jdumps(self.request_headers)}'
+                f',"response_headers":{_jdumps(self.response_headers)},"trailers":{_jdumps(self.trailers)}')
+
+    def _line_py(self, headers: bool = False) -> str:
+        """compact_json_after_conn in compiled Python: the reference for the C line, and what
+        runs without it. Building the dict and encoding it took 1.2 s of 7.6 s profiled on
+        W1-20MB --format json; building the string: `analyze --format json --jobs 1` on
+        W1-20MB 3.42 s -> 3.13 s (best of 3).
 
         One f-string (mypyc builds it in one allocation, without a list of parts), and the two
         runs of fields that calls to one method repeat (the request's state, authority, type
@@ -600,9 +627,23 @@ class StreamRecord:
             f',"flow_control_stalls":{_jdumps([st.to_json() for st in self.stalls]) if self.stalls else "[]"}'
         )
         if headers:
-            out += (f',"request_headers":{_jdumps(self.request_headers)}'
-                    f',"response_headers":{_jdumps(self.response_headers)},"trailers":{_jdumps(self.trailers)}')
+            out += self._headers_json()
         return out + "}"
+
+
+def _c_line() -> Any:
+    """The C line writer (_jsonline_c.c), unless H2SCOPE_PURE_PYTHON (h2scope.native.ENV) is
+    set or it was not built."""
+    if os.environ.get("H2SCOPE_PURE_PYTHON"):
+        return None
+    try:
+        from ._jsonline_c import line
+    except ImportError:
+        return None
+    return line
+
+
+_C_LINE: Final[Any] = _c_line()
 
 
 # The runs of a stream's JSON that repeat call after call, keyed by what they encode; bounded

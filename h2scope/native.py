@@ -46,7 +46,7 @@ COMPILED = (
 
 
 # The hand-written C extensions (setup.py), with their sources beside them.
-C_EXTENSIONS = ("h2scope.http2._hpack_c", "h2scope.capture._scan_c")
+C_EXTENSIONS = ("h2scope.http2._hpack_c", "h2scope.capture._scan_c", "h2scope._jsonline_c")
 
 
 class SourceFirst(importlib.abc.MetaPathFinder):
@@ -97,18 +97,24 @@ def stale_modules() -> list[str]:
 
 def c_parts() -> list[str]:
     """What runs in the hand-written C extensions (setup.py), where they were built."""
+    from . import model
     from .capture import pcap, pcapng
     from .http2 import hpack_state
 
     return [name for name, fn in (("HPACK decoding", hpack_state.C_TABLE),
-                                  ("pcap records", pcap.C_SCAN and pcapng.C_SCAN)) if fn is not None]
+                                  ("pcap records", pcap.C_SCAN and pcapng.C_SCAN),
+                                  ("stream JSON", model._C_LINE)) if fn is not None]
+
+
+def _listed(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def describe() -> str:
     """For --version: how this h2scope runs."""
     n = len(compiled_modules())
     parts = c_parts()
-    c = ", " + " and ".join(parts) + " in C" if parts else ""
+    c = ", " + _listed(parts) + " in C" if parts else ""
     if n:
         return f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc{c}"
     return "pure Python" + (f": {ENV} is set" if os.environ.get(ENV) else c)

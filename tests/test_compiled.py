@@ -92,10 +92,11 @@ def test_the_pure_switch_loads_every_module_from_source():
     code = ("from h2scope.native import compiled_modules, COMPILED; import importlib, sys; "
             "mods = [importlib.import_module(m) for m in COMPILED]; "
             "from h2scope.http2 import huffman, hpack_state; from h2scope.capture import pcap; "
+            "from h2scope import model; "
             "print(compiled_modules(), all(m.__file__.endswith('.py') for m in mods), huffman.C_WALK, "
-            "hpack_state.C_TABLE, pcap.C_SCAN)")
+            "hpack_state.C_TABLE, pcap.C_SCAN, model._C_LINE)")
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert r.stdout.split() == ["[]", "True", "None", "None", "None"]  # the C extensions are off too
+    assert r.stdout.split() == ["[]", "True", "None", "None", "None", "None"]  # the C extensions are off too
 
 
 def test_version_says_how_h2scope_runs():
@@ -103,12 +104,15 @@ def test_version_says_how_h2scope_runs():
     env = {k: v for k, v in os.environ.items() if k != PURE_ENV}
     r = subprocess.run([exe, "--version"], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == ""
+    from h2scope import model
     from h2scope.capture import pcap
     from h2scope.http2 import hpack_state
 
     n = len(compiled_modules())
-    parts = [name for name, fn in (("HPACK decoding", hpack_state.C_TABLE), ("pcap records", pcap.C_SCAN)) if fn]
-    c = ", " + " and ".join(parts) + " in C" if parts else ""
+    parts = [name for name, fn in (("HPACK decoding", hpack_state.C_TABLE), ("pcap records", pcap.C_SCAN),
+                                   ("stream JSON", model._C_LINE)) if fn]
+    c = ", " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)) + " in C" \
+        if parts else ""
     expected = f"{n} of {len(COMPILED)} hot-path modules compiled with mypyc{c}" if n else f"pure Python{c}"
     assert r.stdout == f"h2scope 0.1.0 ({expected})\n"
     r = subprocess.run([exe, "--version"], env={**env, PURE_ENV: "1"}, capture_output=True, text=True)

@@ -14,6 +14,19 @@ def _want(ns):
     return "null" if ns is None else json.dumps(ns / 1e9)
 
 
+def _c_jsec():
+    """The C writer's times (h2scope/_jsonline_c.c), where it was built; else the Python one
+    twice (CI builds it: .ci/run checks --version)."""
+    try:
+        from h2scope._jsonline_c import jsec
+    except ImportError:
+        return _jsec
+    return lambda ns: jsec(ns) if ns is None or -2**63 <= ns < 2**63 else _jsec(ns)
+
+
+C_JSEC = _c_jsec()
+
+
 def test_seconds_match_repr_across_a_million_timestamps():
     rng = random.Random(20261123)
     edges = [None, 0, 1, 999, 1000, 99_999, 100_000, 100_001, 500, 499_999_999, 1_000_000_000,
@@ -26,13 +39,13 @@ def test_seconds_match_repr_across_a_million_timestamps():
         values.append(rng.randrange(0, 100 * 10**9))  # timeouts and durations
         values.append(rng.randrange(0, 10**6) * 10**rng.randrange(0, 13))  # round numbers
     for ns in values:
-        assert _jsec(ns) == _want(ns), ns
+        assert _jsec(ns) == _want(ns) == C_JSEC(ns), ns
 
 
 @settings(max_examples=3000, deadline=None)
 @given(st.one_of(st.integers(-10**20, 10**20), st.integers(0, 10**12), st.none()))
 def test_seconds_match_repr_for_any_integer(ns):
-    assert _jsec(ns) == _want(ns)
+    assert _jsec(ns) == _want(ns) == C_JSEC(ns)
 
 
 @settings(max_examples=3000, deadline=None)
@@ -83,3 +96,71 @@ def test_the_string_caches_stay_small_whatever_the_strings():
     assert len(model._JSTR_CACHE) <= model._JSTR_CACHE_MAX and len(model._METHOD_JSON) <= model._JSTR_CACHE_MAX
     assert all(len(k) <= model._JSTR_CACHED_LEN for k in list(model._JSTR_CACHE) + list(model._METHOD_JSON))
     assert model._JSTR_CACHE  # short strings are cached
+
+
+def _c_line():
+    try:
+        from h2scope._jsonline_c import line
+    except ImportError:
+        return None
+    return line
+
+
+C_LINE = _c_line()
+
+
+def _needs_c():
+    if C_LINE is None:
+        import pytest
+
+        pytest.skip("built without a C compiler (CI builds it: .ci/run checks --version)")
+
+
+def test_the_c_line_is_the_python_line_on_every_stored_stream():
+    """Every stream of every stored capture, with and without headers: the C writer and the
+    compiled-Python reference write the same line, byte for byte."""
+    _needs_c()
+    from conftest import capture_files
+    from h2scope.analysis import analyze
+
+    n = 0
+    for path in capture_files():
+        for rec in analyze(str(path)).streams:
+            for headers in (False, True):
+                assert C_LINE(rec._line_fields(headers)) == rec._line_py(headers), (path.name, rec.stream)
+                n += 1
+    assert n > 500
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(), st.text(), st.dictionaries(st.text(max_size=8), st.text(max_size=40), max_size=4),
+       st.lists(st.integers(0, 2**40), max_size=5), st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
+       st.integers(0, 2**63 - 1), st.booleans())
+def test_the_c_line_is_the_python_line_on_any_record(method, message, metadata, sizes, end_ns, packet, known):
+    """Control characters, quotes, backslashes and any Unicode in the text; any count and time."""
+    _needs_c()
+    from h2scope.model import StreamRecord
+
+    rec = StreamRecord(conn=1, stream=2**31 - 1, start_ns=1_795_443_061_048_817_123, start_packet=packet)
+    rec.method, rec.grpc_message, rec.metadata, rec.end_ns, rec.end_packet = method, message, metadata, end_ns, packet
+    rec.c2s.message_sizes, rec.s2c.messages_known, rec.s2c.messages = sizes, known, 3
+    rec.deadline_ns = end_ns
+    for headers in (False, True):
+        assert C_LINE(rec._line_fields(headers)) == rec._line_py(headers)
+
+
+def test_the_c_line_leaves_to_python_what_it_cannot_write():
+    """A lone surrogate (not UTF-8) or an int past 63 bits: the C writer declines, and the
+    line is still json.dumps's."""
+    _needs_c()
+    from h2scope.model import StreamRecord
+
+    rec = StreamRecord(conn=1, stream=1, start_ns=10**9, start_packet=1)
+    rec.metadata = {"x-bad": "a\ud800b"}
+    assert C_LINE(rec._line_fields(False)) is None
+    rec.metadata = {}
+    rec.c2s.data_bytes = 2**70
+    assert C_LINE(rec._line_fields(False)) is None
+    obj = rec.to_json(headers=False)
+    del obj["conn"]
+    assert "{" + rec.compact_json_after_conn() == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
