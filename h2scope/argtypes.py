@@ -3,7 +3,42 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
+
+
+def terminal_columns() -> int:
+    """shutil.get_terminal_size().columns (COLUMNS, else the terminal, else 80), without
+    importing shutil: argparse makes a help formatter for every argument it adds, and its
+    own would import shutil (with zlib, bz2 and lzma) for it, 2 ms of every start."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+        columns = columns or 80
+    return columns
+
+
+class PlainHelp(argparse.HelpFormatter):
+    """argparse's formatter, as wide as the terminal (see terminal_columns)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, terminal_columns() - 2 if width is None else width)
+
+
+class RawHelp(argparse.RawDescriptionHelpFormatter):
+    """argparse's RawDescriptionHelpFormatter, as wide as the terminal (see terminal_columns)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, terminal_columns() - 2 if width is None else width)
 
 
 def port(value: str) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import RawHelp
+
 
 HELP = "compare stored captures with their accepted findings and policies (CI regression check)"
 EPILOG = """\
@@ -33,7 +35,7 @@ examples:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("check", help=HELP, description=HELP[0].upper() + HELP[1:] + ".",
-                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              epilog=EPILOG, formatter_class=RawHelp)
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="capture files and directories (searched recursively for .pcap, .pcapng, .cap, .gz; "
                         "node_modules and hidden directories are skipped)")

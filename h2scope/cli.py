@@ -14,7 +14,7 @@ from typing import Optional
 
 from . import __version__
 from .errors import CaptureError
-from .argtypes import add_input_arguments, duration_seconds, regex
+from .argtypes import PlainHelp, RawHelp, add_input_arguments, duration_seconds, regex
 from .findings import SEVERITIES, SEVERITY_RANK
 
 EXIT_OK = 0
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .rules import KINDS
 
     parser = argparse.ArgumentParser(prog="h2scope", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=RawHelp)
     parser.add_argument("--version", action=_Version, nargs=0,
                         help="show the version, and whether the hot path is compiled, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("analyze", help="report deadline, cancel, GOAWAY and protocol findings",
                        description="Analyze a capture and report findings with evidence packets.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=(
+                       formatter_class=RawHelp, epilog=(
                            "severities: error > warning > info\n"
                            f"finding kinds: {', '.join(KINDS)}\n"
                            "exit codes: 0 clean, 1 a finding at or above --fail-on, 2 usage or input error"))
@@ -92,13 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "multi-core machine for a capture file of 32 MB or more, else 1; results are the same)")
 
     f = sub.add_parser("frames", help="list every HTTP/2 frame (packet, stream, type, flags, headers)",
+                       formatter_class=PlainHelp,
                        description="List every HTTP/2 frame, numbered by packet as Wireshark does.")
     add_input_arguments(f)
     f.add_argument("--format", choices=("text", "jsonl"), default="text")
     f.add_argument("--conn", type=int, metavar="ID", help="only connection ID")
     f.add_argument("--stream", type=int, metavar="ID", help="only stream ID")
 
-    e = sub.add_parser("explain", help="what a finding kind means, why it matters, usual fixes")
+    e = sub.add_parser("explain", help="what a finding kind means, why it matters, usual fixes",
+                       formatter_class=PlainHelp)
     e.add_argument("kind", nargs="?", choices=KINDS, metavar="KIND", help=", ".join(KINDS))
 
     from .check_cli import add_parser as add_check_parser

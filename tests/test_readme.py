@@ -17,7 +17,7 @@ def _commands() -> list[str]:
 
 def test_readme_starts_with_install_analyze_and_install_test():
     first, second = _commands()[:2]
-    assert "pip install -e ." in first and "h2scope analyze captures/" in first
+    assert "pip install ." in first and "h2scope analyze captures/" in first
     capture = re.search(r"h2scope analyze (captures/\S+)", first).group(1)
     assert (ROOT / capture).is_file()
     assert "'.[test]'" in second and "pytest" in second

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from h2scope.argtypes import add_input_arguments, duration_seconds
+from h2scope.argtypes import PlainHelp, add_input_arguments, duration_seconds
 
 __all__ = ["add_parser", "run"]
 
@@ -17,7 +17,7 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add `tui` to the CLI's subparsers (same ingestion options as `analyze`)."""
     p = subparsers.add_parser(
-        "tui", help="browse findings, streams and frame timelines in a terminal UI",
+        "tui", help="browse findings, streams and frame timelines in a terminal UI", formatter_class=PlainHelp,
         description="Open a capture in an interactive terminal UI: findings → the stream → its frames, "
                     "with the evidence packets highlighted. Keys: ? help, / filter, Enter open, Esc back, "
                     "e export JSON, q quit.")

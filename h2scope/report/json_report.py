@@ -71,9 +71,11 @@ class _Spill:
             return
         self._flush()
         self.file.seek(0)
-        import shutil
-
-        shutil.copyfileobj(self.file, out, 1 << 20)
+        while True:  # shutil.copyfileobj, without importing shutil (and zlib, bz2, lzma) for it
+            chunk = self.file.read(1 << 20)
+            if not chunk:
+                break
+            out.write(chunk)
         self.file.close()
         self.file = None
 
