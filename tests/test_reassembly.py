@@ -660,3 +660,54 @@ def _which(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is required (apt-get install -y tshark)", pytrace=False)
     return path
+
+
+# ---------------------------------------------------------------------------------------
+# The tracker checks the last packet's connection before its 4-tuple table: packets must
+# still go to exactly the connection they belong to.
+
+
+def test_interleaved_connections_differing_in_one_field_stay_apart() -> None:
+    """Connections that share three of the four 4-tuple fields (another client host, another
+    client port, another server port), their packets interleaved one by one, both ways."""
+    C = b"\x0a\x00\x00\x03"
+    flows = [(A, 40000, B, 443), (C, 40000, B, 443), (A, 40001, B, 443), (A, 40000, B, 8443)]
+    streams: dict = {}
+    tracker = TcpTracker(lambda conn: streams.setdefault(conn.id, Stream(conn)))
+    n = 0
+
+    def send(i: int, reverse: bool, seq: int, payload: bytes) -> None:
+        nonlocal n
+        n += 1
+        src, sport, dst, dport = flows[i]
+        if reverse:
+            src, sport, dst, dport = dst, dport, src, sport
+        tracker.feed(n, n * 1000, (src, sport, dst, dport, seq, 0, TCP_ACK | TCP_PSH, 65535, payload, 0))
+
+    for k in range(20):
+        for i in range(len(flows)):
+            send(i, False, 1000 + k, bytes([65 + i]))
+            send(i, True, 5000 + k, bytes([97 + i]))
+    tracker.finish()
+    assert len(streams) == 4
+    for s in streams.values():
+        i = flows.index((s.conn.addrs[0], s.conn.ports[0], s.conn.addrs[1], s.conn.ports[1]))
+        assert bytes(s.data[CLIENT] + s.data[SERVER]) in (bytes([65 + i]) * 20 + bytes([97 + i]) * 20,
+                                                           bytes([97 + i]) * 20 + bytes([65 + i]) * 20)
+        assert s.conn.packets == 40
+
+
+def test_packets_after_a_connection_ended_are_late_not_its_own() -> None:
+    """A connection closed both ways is released at once; its trailing packets, even right
+    after the one that ended it, are counted as late and change nothing of it."""
+    f = Feeder()
+    f.handshake()
+    f.seg(1001, b"x" * 10)
+    f.seg(1011, flags=TCP_FIN | TCP_ACK, ack=5001)
+    f.seg(5001, flags=TCP_FIN | TCP_ACK, ack=1012, reverse=True)  # both ways closed: released
+    f.seg(1012, flags=TCP_ACK, ack=5002)  # the client's last ACK
+    f.seg(1012, b"y" * 10)
+    f.tracker.finish()
+    s = f.only
+    assert bytes(s.data[CLIENT]) == b"x" * 10
+    assert s.conn.packets == 6 and f.tracker.late_packets == 2

@@ -44,6 +44,7 @@ MAX_OPEN = 10_000
 # thousands of connections each holding back data could otherwise keep as much as the
 # capture itself. Past this, the fullest buffers are delivered with their holes as gaps.
 OOO_TOTAL_CAP = 64 * 1024 * 1024
+NO_SEQ: Final = -1  # Direction.next_seq before any segment (sequence numbers are 0 to 2**32 - 1)
 REORDER_WINDOW: Final = 64  # packets read after an ACK proves a hole before it is declared a gap
 
 CLIENT: Final = 0
@@ -119,7 +120,7 @@ class Direction:
     """One endpoint's byte stream towards the other."""
 
     __slots__ = (
-        "next_seq", "offset", "ooo", "ooo_bytes", "history", "history_head", "history_bytes", "peer_ack",
+        "next_seq", "offset", "ooo", "ooo_bytes", "history", "history_head", "history_bytes",
         "packets", "payload_bytes", "delivered", "retransmissions", "keepalives", "out_of_order",
         "conflicts", "conflict_packets", "gaps", "gap_count", "gap_bytes", "truncated",
         "fin_packet", "rst_packet", "zero_window", "acked_upto", "proof_pending", "pending_close",
@@ -127,7 +128,10 @@ class Direction:
     )
 
     def __init__(self) -> None:
-        self.next_seq: Optional[int] = None
+        # The next sequence number expected, NO_SEQ before the first segment. An int, not
+        # Optional[int]: compiled, an Optional attribute is a Python object, so every segment
+        # boxed the new value into a fresh int and compared sequence numbers as objects.
+        self.next_seq = NO_SEQ
         self.offset = 0  # absolute stream offset of next_seq
         # sorted, non-overlapping [abs_offset, payload, packet, ts_ns, tail_end]; tail_end is
         # the absolute end of a snaplen-truncated segment (0 when nothing was cut)
@@ -138,10 +142,9 @@ class Direction:
         # deque.append and popleft are Python method calls, two per delivered segment (W3-100MB's
         # pipeline 699 M -> 675 M instructions, -3.5%; kept as it also made the fast path and
         # _deliver share one copy of this bookkeeping).
-        self.history: list = []
+        self.history: list[Optional[tuple[int, bytes]]] = []
         self.history_head = 0
         self.history_bytes = 0
-        self.peer_ack: Optional[int] = None  # latest ACK the other side sent for these bytes
         self.acked_upto = 0  # highest absolute offset the peer acknowledged
         self.proof_pending = False  # an ACK-proven hole waits for the reorder window
         # FIN/RST that arrived ahead of data still missing: [(abs_offset, how, packet, ts_ns)]
@@ -174,7 +177,9 @@ def _remember(d: Direction, offset: int, payload: bytes, n: int) -> None:
     head = d.history_head
     last = len(history) - 1
     while hb > HISTORY_CAP and head < last:
-        hb -= len(history[head][1])
+        old = history[head]
+        assert old is not None
+        hb -= len(old[1])
         history[head] = None
         head += 1
     if head >= 64 and head * 2 >= len(history):  # amortized: the Nones go, a memmove of the rest
@@ -266,6 +271,10 @@ class TcpTracker:
         # closed connection and its sink held here cost ~7.7 KB each, which grew the peak
         # of a 1 GB capture of 800 connections by 11 MB.
         self._closed: OrderedDict[tuple, None] = OrderedDict()
+        # The connection of the last packet, checked before the 4-tuple lookup: consecutive
+        # packets are mostly one connection's, either way. Building the key (a tuple, two
+        # ports boxed), hashing and comparing it cost about 700 instructions a packet.
+        self._last: Optional[TcpConnection] = None
         # ACK-proven holes waiting out the reorder window: (packet, ts_ns, conn, ep, upto),
         # at most one per direction, in packet order.
         self._proofs: deque = deque()
@@ -283,17 +292,31 @@ class TcpTracker:
         if self._proofs and number - self._proofs[0][0] > self.reorder_window:
             self._resolve_proofs(number - self.reorder_window)
         src, sport, dst, dport, seq, ack, flags, window, payload, missing = seg
-        key = (src, sport, dst, dport)
-        hit = self._open.get(key)
-        if hit is None or (flags & TCP_SYN and not flags & TCP_ACK and hit[0].syn_seq is not None
-                           and hit[0].syn_seq != seq):
-            if not flags & TCP_SYN and key in self._closed:
-                self.late_packets += 1
-                return
-            if hit is not None:  # a new SYN reusing the 4-tuple: the old connection ends here
-                self._finish(hit[0], ts_ns)
-            hit = self._new_connection(number, ts_ns, src, sport, dst, dport, flags)
-        conn, ep = hit
+        last = self._last
+        ep = -1
+        if last is not None and not flags & TCP_SYN:
+            ports = last.ports
+            addrs = last.addrs
+            if sport == ports[0] and dport == ports[1] and src == addrs[0] and dst == addrs[1]:
+                ep = 0
+            elif sport == ports[1] and dport == ports[0] and src == addrs[1] and dst == addrs[0]:
+                ep = 1
+        conn: TcpConnection
+        if ep >= 0 and last is not None:
+            conn = last
+        else:
+            key = (src, sport, dst, dport)
+            hit = self._open.get(key)
+            if hit is None or (flags & TCP_SYN and not flags & TCP_ACK and hit[0].syn_seq is not None
+                               and hit[0].syn_seq != seq):
+                if not flags & TCP_SYN and key in self._closed:
+                    self.late_packets += 1
+                    return
+                if hit is not None:  # a new SYN reusing the 4-tuple: the old connection ends here
+                    self._finish(hit[0], ts_ns)
+                hit = self._new_connection(number, ts_ns, src, sport, dst, dport, flags)
+            conn, ep = hit
+            self._last = conn
         conn.last_packet = number
         conn.end_ns = ts_ns
         conn.packets += 1
@@ -312,9 +335,8 @@ class TcpTracker:
                 # The client's ACK of the SYN/ACK: Wireshark's tcp.analysis.initial_rtt.
                 conn.rtt_ns = ts_ns - conn.syn_ns
             peer = conn.dirs[1 - ep]
-            peer.peer_ack = ack
             nxt = peer.next_seq
-            if nxt is not None and ack != nxt:
+            if nxt != NO_SEQ and ack != nxt:
                 acked = (ack - nxt) & MASK
                 if 0 < acked < HALF:
                     self._acked_unseen(conn, 1 - ep, peer, peer.offset + acked, number, ts_ns)
@@ -343,7 +365,7 @@ class TcpTracker:
         elif missing:
             if not d.closed:
                 self._data(conn, ep, d, seq, payload, missing, number, ts_ns)
-        elif d.next_seq is not None and (seq + 1) & MASK == d.next_seq:
+        elif d.next_seq != NO_SEQ and (seq + 1) & MASK == d.next_seq:
             d.keepalives += 1  # an empty keep-alive: one below the next expected sequence number
 
     def _control(self, conn: TcpConnection, ep: int, d: Direction, number: int, ts_ns: int, seq: int,
@@ -357,7 +379,7 @@ class TcpTracker:
                 conn.syn_seq = seq
                 if conn.syn_ns is None:
                     conn.syn_ns = ts_ns
-            if d.next_seq is None or not (d.delivered or d.ooo or d.gap_count):
+            if d.next_seq == NO_SEQ or not (d.delivered or d.ooo or d.gap_count):
                 d.next_seq = (seq + 1) & MASK
             if conn.role_source == "port-guess" and not any(
                     x.delivered or x.gap_count or x.closed for x in conn.dirs):
@@ -371,8 +393,7 @@ class TcpTracker:
 
         if flags & TCP_ACK:
             peer = conn.dirs[1 - ep]
-            peer.peer_ack = ack
-            if peer.next_seq is not None:
+            if peer.next_seq != NO_SEQ:
                 acked = (ack - peer.next_seq) & MASK
                 if 0 < acked < HALF:
                     self._acked_unseen(conn, 1 - ep, peer, peer.offset + acked, number, ts_ns)
@@ -420,7 +441,7 @@ class TcpTracker:
     def _seq_offset(d: Direction, seq: int) -> int:
         """The absolute stream offset of sequence number `seq` in direction d."""
         seq &= MASK
-        if d.next_seq is None:
+        if d.next_seq == NO_SEQ:
             d.next_seq = seq
             return d.offset
         rel = (seq - d.next_seq) & MASK
@@ -436,7 +457,7 @@ class TcpTracker:
         d.payload_bytes += n
         if missing:
             d.truncated += 1
-        if d.next_seq is None:  # capture started mid-connection: the first byte seen is offset 0
+        if d.next_seq == NO_SEQ:  # capture started mid-connection: the first byte seen is offset 0
             d.next_seq = seq
         rel = (seq - d.next_seq) & MASK
         if rel >= HALF:
@@ -612,7 +633,7 @@ class TcpTracker:
         _remember(d, d.offset, payload, n)
         d.offset += n
         d.delivered += n
-        assert d.next_seq is not None  # set by the segment that brought this data
+        assert d.next_seq != NO_SEQ  # set by the segment that brought this data
         d.next_seq = (d.next_seq + n) & MASK
         native = conn.native_sink
         if native is not None:
@@ -630,7 +651,7 @@ class TcpTracker:
         d.gap_count += 1
         d.gap_bytes += size
         d.offset = upto
-        assert d.next_seq is not None  # a gap is only ever found after a first segment
+        assert d.next_seq != NO_SEQ  # a gap is only ever found after a first segment
         d.next_seq = (d.next_seq + size) & MASK
         conn.sink.on_gap(ep ^ conn.client_ep, size, number, ts_ns)
 
@@ -646,7 +667,9 @@ class TcpTracker:
         end = start + len(data)
         history = d.history
         for k in range(d.history_head, len(history)):
-            hstart, hdata = history[k]
+            entry = history[k]
+            assert entry is not None  # the slots from history_head on are live
+            hstart, hdata = entry
             hend = hstart + len(hdata)
             if hend <= start or hstart >= end:
                 continue
@@ -736,6 +759,8 @@ class TcpTracker:
         if conn.closed:
             return
         conn.closed = True
+        if self._last is conn:
+            self._last = None
         for ep in (0, 1):
             d = conn.dirs[ep]
             if d.ooo and not d.closed:
