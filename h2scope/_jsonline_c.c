@@ -120,22 +120,31 @@ ll(Out *o, long long v)
     }
 }
 
-/* str(v) for an int; give up past 63 bits (model.py writes those). */
+/* v as a C long long: 0, or -1 (and give up) for anything but an int of at most 63 bits,
+ * which model.py writes itself. */
+static int
+as_ll(Out *o, PyObject *v, long long *x)
+{
+    int overflow = 0;
+    if (PyLong_CheckExact(v)) {
+        *x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow && !(*x == -1 && PyErr_Occurred())) {
+            return 0;
+        }
+        PyErr_Clear();
+    }
+    give_up(o);
+    return -1;
+}
+
+/* str(v) for an int */
 static void
 integer(Out *o, PyObject *v)
 {
-    if (!PyLong_CheckExact(v)) {
-        give_up(o);
-        return;
+    long long x;
+    if (as_ll(o, v, &x) == 0) {
+        ll(o, x);
     }
-    int overflow;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (overflow || (x == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        give_up(o);
-        return;
-    }
-    ll(o, x);
 }
 
 static void
@@ -322,15 +331,8 @@ jsec(Out *o, PyObject *v)
         LIT(o, "null");
         return;
     }
-    if (!PyLong_CheckExact(v)) {
-        give_up(o);
-        return;
-    }
-    int overflow;
-    long long ns = PyLong_AsLongLongAndOverflow(v, &overflow);
-    if (overflow || (ns == -1 && PyErr_Occurred())) {
-        PyErr_Clear();
-        give_up(o);
+    long long ns;
+    if (as_ll(o, v, &ns) < 0) {
         return;
     }
     double x = (double)ns / 1e9;  /* int / float in Python: the int rounded to a double first */

@@ -138,23 +138,22 @@ text_of(const char *s, Py_ssize_t n)
     return PyUnicode_DecodeUTF8(s, n, "replace");
 }
 
+/* (a, b), stealing both references; NULL (both released) if either is NULL. */
+static PyObject *
+pair_of(PyObject *a, PyObject *b)
+{
+    PyObject *pair = (a != NULL && b != NULL) ? PyTuple_Pack(2, a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return pair;
+}
+
 static PyObject *
 text_pair(PyObject *field)
 {
     PyObject *name = PyTuple_GET_ITEM(field, 0), *value = PyTuple_GET_ITEM(field, 1);
     PyObject *n = text_of(PyBytes_AS_STRING(name), PyBytes_GET_SIZE(name));
-    if (n == NULL) {
-        return NULL;
-    }
-    PyObject *v = text_of(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
-    if (v == NULL) {
-        Py_DECREF(n);
-        return NULL;
-    }
-    PyObject *pair = PyTuple_Pack(2, n, v);
-    Py_DECREF(n);
-    Py_DECREF(v);
-    return pair;
+    return pair_of(n, n == NULL ? NULL : text_of(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value)));
 }
 
 /* A 2-tuple of bytes (made from any pair whose items bytes() accepts), new reference. */
@@ -170,18 +169,7 @@ bytes_field(PyObject *pair)
         return Py_NewRef(pair);
     }
     PyObject *n = PyBytes_FromObject(name);
-    if (n == NULL) {
-        return NULL;
-    }
-    PyObject *v = PyBytes_FromObject(value);
-    if (v == NULL) {
-        Py_DECREF(n);
-        return NULL;
-    }
-    PyObject *out = PyTuple_Pack(2, n, v);
-    Py_DECREF(n);
-    Py_DECREF(v);
-    return out;
+    return pair_of(n, n == NULL ? NULL : PyBytes_FromObject(value));
 }
 
 static PyObject *
@@ -523,11 +511,7 @@ decode_block(Table *t, PyObject *block)
             if ((rc = literal(t, b, n, &i, 0x3F, 1, &nb, &ns, &vb, &vs)) != OK) {
                 break;
             }
-            PyObject *field = PyTuple_Pack(2, nb, vb), *text = PyTuple_Pack(2, ns, vs);
-            Py_DECREF(nb);
-            Py_DECREF(ns);
-            Py_DECREF(vb);
-            Py_DECREF(vs);
+            PyObject *field = pair_of(nb, vb), *text = pair_of(ns, vs);
             if (field == NULL || text == NULL || PyList_Append(headers, text) < 0) {
                 Py_XDECREF(field);
                 Py_XDECREF(text);
@@ -567,9 +551,7 @@ decode_block(Table *t, PyObject *block)
                 break;
             }
             Py_XDECREF(nb);
-            PyObject *text = PyTuple_Pack(2, ns, vs);
-            Py_DECREF(ns);
-            Py_DECREF(vs);
+            PyObject *text = pair_of(ns, vs);
             if (text == NULL || PyList_Append(headers, text) < 0) {
                 Py_XDECREF(text);
                 rc = FAILED;
