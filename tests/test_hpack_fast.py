@@ -315,3 +315,34 @@ def test_the_c_table_and_the_reference_keep_the_same_state_block_after_block(blo
             (ref.unknown_refs, ref.memo_hits, ref.errors, ref.blocks, ref.partial)
         assert _table_view(c.table()) == _table_view(ref.table())
         assert c.table().generation == ref.table().generation
+
+
+@both_paths
+def test_a_header_list_past_hpacks_limit_is_refused_as_hpack_refuses_it(use_c):
+    """A block of 1,100 references to a 1 MB entry lists 1.1 GB of headers (as hpack counts
+    them, past the 1 GiB limit h2scope gives it): hpack refuses it, and so does h2scope, in
+    hpack's words, whichever path decodes it. A list under the limit is decoded."""
+    enc = Encoder()
+    enc.header_table_size = 2_000_000
+    big = enc.encode([("x", "v" * (1 << 20))], huffman=False)  # a size update, then the entry
+    for refs, refused in ((1000, False), (1100, True)):
+        ours = _decoder(use_c)
+        ours.announced_max = 2_000_000
+        lib = copy.deepcopy(ours._decoder)
+        assert ours.decode(big) == ([("x", "v" * (1 << 20))], None, False)
+        lib.decode(big, raw=True)
+        block = b"\xbe" * refs
+        got, err, _ = ours.decode(block)
+        want, want_err = _hpack_result(lib, block)
+        assert (want is None) == refused
+        assert (got, err) == (want, want_err)
+
+
+def test_the_c_table_gives_back_what_one_large_block_made_it_hold():
+    """300,000 entries added (and evicted) by one block: the table keeps one; its arrays
+    shrink back instead of keeping room for all of them for the rest of the connection."""
+    ours, ref = _decoder(True), _decoder(False)
+    block = b"\x3f\x01" + b"\x40\x00\x00" * 300_000  # a table of 32 bytes, then 300k empty fields
+    assert ours.decode(block) == ref.decode(block)
+    assert len(ours._c) == 1 and ours._c.capacity <= 16
+    assert _table_view(ours.table()) == _table_view(ref.table())

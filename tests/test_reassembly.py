@@ -711,3 +711,41 @@ def test_packets_after_a_connection_ended_are_late_not_its_own() -> None:
     s = f.only
     assert bytes(s.data[CLIENT]) == b"x" * 10
     assert s.conn.packets == 6 and f.tracker.late_packets == 2
+
+
+def test_a_connection_to_itself_is_read_the_same_whatever_comes_between_its_packets() -> None:
+    """Both ends one address and port (a loopback self-connect, or a hostile capture): its
+    packets go to the same sides whether or not another connection's packets come between
+    them, so one process and two workers agree."""
+    def run(interleave: bool) -> list:
+        log: list = []
+
+        class Sink:
+            def __init__(self, conn) -> None:
+                self.cid = conn.id
+
+            def on_data(self, side, data, packet, ts_ns):
+                log.append((self.cid, side, bytes(data)))
+
+            def on_gap(self, side, size, packet, ts_ns):
+                log.append((self.cid, "gap", side, size))
+
+            def on_close(self, side, how, packet, ts_ns):
+                pass
+
+            def on_end(self, ts_ns):
+                pass
+
+        tracker = TcpTracker(Sink)
+        n = 0
+        for seq, ack, payload in ((1000, 5000, b"hello"), (5000, 1005, b"world"), (1005, 5005, b"again")):
+            for seg in ([(B, 1234, B, 80, seq, 1, TCP_ACK | TCP_PSH, 65535, b"x", 0)] if interleave else []) + \
+                    [(A, 40000, A, 40000, seq, ack, TCP_ACK | TCP_PSH, 65535, payload, 0)]:
+                n += 1
+                tracker.feed(n, n * 1000, seg)
+        tracker.finish()
+        return [e for e in log if e[0] == (1 if interleave else 0)]
+
+    alone, between = run(False), run(True)
+    assert [e[1:] for e in alone] == [e[1:] for e in between]
+    assert [e[2] for e in alone if e[1] != "gap"] == [b"hello", b"world"]

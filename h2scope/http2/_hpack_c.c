@@ -28,8 +28,10 @@
  * Bounds: integers of more than five continuation bytes are left to hpack, which refuses
  * them; a string is checked against the block before it is read; Huffman
  * output is at most twice its input. The entry array grows with the table (at most one
- * entry per 32 bytes of table size, plus a block's own additions until it is done), and is
- * compacted once its evicted prefix outgrows its live entries.
+ * entry per 32 bytes of table size, plus a block's own additions until it is done), is
+ * compacted once its evicted prefix outgrows its live entries, and given back once it is
+ * four times larger than they need. A header list past hpack's limit (1 GiB as hpack
+ * counts it) is left to hpack, which refuses it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -43,6 +45,7 @@
 
 #define ENTRY_OVERHEAD 32          /* RFC 7541 §4.1 */
 #define MAX_TABLE_SIZE (1 << 30)   /* hpack_state's max_allowed_table_size */
+#define MAX_HEADER_LIST (1 << 30)  /* hpack_state's max_header_list_size: past it, hpack refuses */
 #define INTEGER_LIMIT_SHIFT 28     /* hpack refuses a sixth continuation byte (VARINT_MAX_LENGTH) */
 #define NSTATIC 61
 
@@ -290,6 +293,28 @@ compact(Table *t)
     memset(t->texts + live, 0, (size_t)t->start * sizeof(PyObject *));
     t->end = live;
     t->start = 0;
+    if (t->cap > 1024 && t->cap > 4 * live) {
+        /* A block that added (and evicted) many entries grew the arrays: give that back, so
+         * that what a decoder keeps follows its table, not its largest block. */
+        Py_ssize_t cap = live < 8 ? 16 : 2 * live;
+        PyObject **f = PyMem_Malloc((size_t)cap * sizeof(PyObject *));
+        PyObject **x = PyMem_Malloc((size_t)cap * sizeof(PyObject *));
+        if (f != NULL && x != NULL) {
+            memcpy(f, t->fields, (size_t)live * sizeof(PyObject *));
+            memcpy(x, t->texts, (size_t)live * sizeof(PyObject *));
+            memset(f + live, 0, (size_t)(cap - live) * sizeof(PyObject *));
+            memset(x + live, 0, (size_t)(cap - live) * sizeof(PyObject *));
+            PyMem_Free(t->fields);
+            PyMem_Free(t->texts);
+            t->fields = f;
+            t->texts = x;
+            t->cap = cap;
+        }
+        else {  /* keep the larger arrays */
+            PyMem_Free(f);
+            PyMem_Free(x);
+        }
+    }
 }
 
 /* Appends the newest entry (steals both references). -1 on MemoryError (references released). */
@@ -366,7 +391,7 @@ integer(const unsigned char *b, Py_ssize_t n, Py_ssize_t *i, unsigned int mask, 
 /* A string literal (§5.2) at b[*i]: its bytes (when want_bytes) and its text, new references. */
 static int
 string(const unsigned char *b, Py_ssize_t n, Py_ssize_t *i, int want_bytes, PyObject **bytes_out,
-       PyObject **text_out)
+       PyObject **text_out, Py_ssize_t *decoded)
 {
     int huff = b[*i] & 0x80;
     Py_ssize_t length;
@@ -390,6 +415,7 @@ string(const unsigned char *b, Py_ssize_t n, Py_ssize_t *i, int want_bytes, PyOb
     }
     int rc = OK;
     *bytes_out = *text_out = NULL;
+    *decoded = length;
     if (length < 0) {
         rc = SLOW;
     }
@@ -440,9 +466,9 @@ lookup(Table *t, Py_ssize_t idx, PyObject **field, PyObject **text)
  * its value. New references; the bytes only when `indexing` (the table keeps them). */
 static int
 literal(Table *t, const unsigned char *b, Py_ssize_t n, Py_ssize_t *i, unsigned int mask, int indexing,
-        PyObject **name_b, PyObject **name_s, PyObject **value_b, PyObject **value_s)
+        PyObject **name_b, PyObject **name_s, PyObject **value_b, PyObject **value_s, Py_ssize_t *listed)
 {
-    Py_ssize_t idx;
+    Py_ssize_t idx, name_len = 0, value_len = 0;
     int rc;
     *name_b = *name_s = *value_b = *value_s = NULL;
     if (integer(b, n, i, mask, &idx) != OK) {
@@ -455,12 +481,13 @@ literal(Table *t, const unsigned char *b, Py_ssize_t n, Py_ssize_t *i, unsigned 
         }
         *name_b = Py_NewRef(PyTuple_GET_ITEM(field, 0));
         *name_s = Py_NewRef(PyTuple_GET_ITEM(text, 0));
+        name_len = PyBytes_GET_SIZE(*name_b);
     }
     else {
         if (*i >= n) {
             return SLOW;
         }
-        if ((rc = string(b, n, i, indexing, name_b, name_s)) != OK) {
+        if ((rc = string(b, n, i, indexing, name_b, name_s, &name_len)) != OK) {
             return rc;
         }
     }
@@ -468,8 +495,9 @@ literal(Table *t, const unsigned char *b, Py_ssize_t n, Py_ssize_t *i, unsigned 
         rc = SLOW;
     }
     else {
-        rc = string(b, n, i, indexing, value_b, value_s);
+        rc = string(b, n, i, indexing, value_b, value_s, &value_len);
     }
+    *listed = name_len + value_len + ENTRY_OVERHEAD;  /* what hpack counts against the list's size */
     if (rc != OK) {
         Py_CLEAR(*name_b);
         Py_CLEAR(*name_s);
@@ -489,6 +517,7 @@ decode_block(Table *t, PyObject *block)
     Py_ssize_t unknown0 = t->unknown_refs;
     long long generation0 = t->generation;
     long long adds = 0;
+    Py_ssize_t listed = 0, one = 0;  /* the header list's size as hpack counts it */
     int rc = OK;
     PyObject *headers = PyList_New(0);
     if (headers == NULL) {
@@ -502,15 +531,17 @@ decode_block(Table *t, PyObject *block)
             if ((rc = integer(b, n, &i, 0x7F, &idx)) != OK || (rc = lookup(t, idx, &field, &text)) != OK) {
                 break;
             }
+            listed += entry_size(field);
             if (PyList_Append(headers, text) < 0) {
                 rc = FAILED;
             }
         }
         else if (c & 0x40) {  /* literal with incremental indexing: HeaderTable.add */
             PyObject *nb, *ns, *vb, *vs;
-            if ((rc = literal(t, b, n, &i, 0x3F, 1, &nb, &ns, &vb, &vs)) != OK) {
+            if ((rc = literal(t, b, n, &i, 0x3F, 1, &nb, &ns, &vb, &vs, &one)) != OK) {
                 break;
             }
+            listed += one;
             PyObject *field = pair_of(nb, vb), *text = pair_of(ns, vs);
             if (field == NULL || text == NULL || PyList_Append(headers, text) < 0) {
                 Py_XDECREF(field);
@@ -547,9 +578,10 @@ decode_block(Table *t, PyObject *block)
         }
         else {  /* literal without indexing, or never indexed */
             PyObject *nb, *ns, *vb, *vs;
-            if ((rc = literal(t, b, n, &i, 0x0F, 0, &nb, &ns, &vb, &vs)) != OK) {
+            if ((rc = literal(t, b, n, &i, 0x0F, 0, &nb, &ns, &vb, &vs, &one)) != OK) {
                 break;
             }
+            listed += one;
             Py_XDECREF(nb);
             PyObject *text = pair_of(ns, vs);
             if (text == NULL || PyList_Append(headers, text) < 0) {
@@ -560,6 +592,9 @@ decode_block(Table *t, PyObject *block)
                 Py_DECREF(text);
             }
         }
+    }
+    if (rc == OK && listed > MAX_HEADER_LIST) {
+        rc = SLOW;  /* hpack refuses the list (OversizedHeaderListError) and words it */
     }
     if (rc != OK) {  /* put the table back as it was */
         Py_DECREF(headers);
@@ -770,6 +805,12 @@ Table_copy(Table *t, PyObject *Py_UNUSED(ignored))
     c->maxsize = t->maxsize;
     c->announced_max = t->announced_max;
     c->partial = t->partial;
+    c->memo_hits = t->memo_hits;
+    c->memo_generation = t->memo_generation;
+    if (t->memo != NULL && (c->memo = PyDict_Copy(t->memo)) == NULL) {
+        Py_DECREF(c);
+        return NULL;
+    }
     c->generation = t->generation;
     c->unknown_refs = t->unknown_refs;
     for (Py_ssize_t k = t->start; k < t->end; k++) {
@@ -816,6 +857,7 @@ static PyMemberDef Table_members[] = {
     {"partial", T_BOOL, offsetof(Table, partial), 0, "older entries are unknown (capture started mid-connection)"},
     {"memo_hits", T_PYSSIZET, offsetof(Table, memo_hits), READONLY, "blocks answered from the memo"},
     {"announced_max", T_PYSSIZET, offsetof(Table, announced_max), 0, "the decoding side's SETTINGS_HEADER_TABLE_SIZE"},
+    {"capacity", T_PYSSIZET, offsetof(Table, cap), READONLY, "entry slots allocated (for the tests)"},
     {NULL},
 };
 

@@ -189,6 +189,7 @@ class HeaderDecoder:
         size: int = table._current_size
         maxsize: int = table._maxsize
         adds = 0
+        listed = 0  # the header list's size as hpack counts it: past its limit, hpack refuses
         headers: list[Field] = []
         i = 0
         n = len(block)
@@ -198,11 +199,14 @@ class HeaderDecoder:
                 idx, i = _integer(block, i, 0x7F)
                 if not idx:
                     raise _Slow
-                headers.append(_STATIC[idx - 1] if idx <= _NSTATIC else _dynamic(entries, idx, table))
+                indexed = _STATIC[idx - 1] if idx <= _NSTATIC else _dynamic(entries, idx, table)
+                listed += len(indexed[0]) + len(indexed[1]) + 32
+                headers.append(indexed)
             elif c & 0x40:  # literal with incremental indexing: HeaderTable.add
                 field, i = _literal(block, i, 0x3F, entries, table)
                 adds += 1
                 entry_size = len(field[0]) + len(field[1]) + 32  # RFC 7541 §4.1
+                listed += entry_size
                 if entry_size > maxsize:
                     entries.clear()
                     size = 0
@@ -225,7 +229,10 @@ class HeaderDecoder:
                 maxsize = table._maxsize
             else:  # literal without indexing, or never indexed
                 field, i = _literal(block, i, 0x0F, entries, table)
+                listed += len(field[0]) + len(field[1]) + 32
                 headers.append(field)
+        if listed > self._decoder.max_header_list_size:
+            raise _Slow
         table._current_size = size
         if adds:
             table.generation += adds  # ObserverTable.add counts one per entry

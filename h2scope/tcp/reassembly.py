@@ -297,10 +297,12 @@ class TcpTracker:
         if last is not None and not flags & TCP_SYN:
             ports = last.ports
             addrs = last.addrs
-            if sport == ports[0] and dport == ports[1] and src == addrs[0] and dst == addrs[1]:
-                ep = 0
-            elif sport == ports[1] and dport == ports[0] and src == addrs[1] and dst == addrs[0]:
+            # The reverse orientation first: a connection to itself (both ends one address and
+            # port) has one key in _open, whose entry, stored second, says endpoint 1.
+            if sport == ports[1] and dport == ports[0] and src == addrs[1] and dst == addrs[0]:
                 ep = 1
+            elif sport == ports[0] and dport == ports[1] and src == addrs[0] and dst == addrs[1]:
+                ep = 0
         conn: TcpConnection
         if ep >= 0 and last is not None:
             conn = last
