@@ -172,19 +172,30 @@ boolean(Out *o, PyObject *v)
     }
 }
 
+/* A str's UTF-8 (and whether the line stays ASCII); NULL, having given up, for anything
+ * else or for text that is not valid UTF-8 (a lone surrogate). */
+static const char *
+utf8(Out *o, PyObject *v, Py_ssize_t *n)
+{
+    const char *s = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, n) : NULL;
+    if (s == NULL) {
+        PyErr_Clear();
+        give_up(o);
+        return NULL;
+    }
+    o->ascii &= PyUnicode_IS_ASCII(v);
+    return s;
+}
+
 /* Text as is (already JSON, built by model.py). */
 static void
 verbatim(Out *o, PyObject *v)
 {
     Py_ssize_t n;
-    const char *s = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, &n) : NULL;
-    if (s == NULL) {
-        PyErr_Clear();
-        give_up(o);
-        return;
+    const char *s = utf8(o, v, &n);
+    if (s != NULL) {
+        raw(o, s, n);
     }
-    o->ascii &= PyUnicode_IS_ASCII(v);
-    raw(o, s, n);
 }
 
 /* json.encoder.encode_basestring (ensure_ascii=False): quotes, backslash and the control
@@ -193,16 +204,10 @@ static void
 jstring(Out *o, PyObject *v)
 {
     Py_ssize_t n;
-    const char *s = PyUnicode_Check(v) ? PyUnicode_AsUTF8AndSize(v, &n) : NULL;
-    if (s == NULL) {
-        PyErr_Clear();
-        give_up(o);
+    const char *s = utf8(o, v, &n);
+    if (s == NULL || grow(o, n + 2) < 0) {
         return;
     }
-    if (grow(o, n + 2) < 0) {
-        return;
-    }
-    o->ascii &= PyUnicode_IS_ASCII(v);
     o->p[o->n++] = '"';
     Py_ssize_t run = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
