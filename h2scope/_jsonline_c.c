@@ -35,6 +35,37 @@ typedef struct {
 
 static int grow_slow(Out *o, Py_ssize_t more);
 
+static void
+out_init(Out *o)
+{
+    o->n = 0;
+    o->cap = (Py_ssize_t)sizeof(o->stack);
+    o->failed = 0;
+    o->ascii = 1;
+    o->p = o->stack;
+}
+
+/* What was written, as a str (NULL if anything failed or gave up); the buffer is freed. */
+static PyObject *
+out_text(Out *o)
+{
+    PyObject *result = NULL;
+    if (o->failed == 0 && o->ascii) {  /* nearly every line: no decoding needed */
+        result = PyUnicode_New(o->n, 127);
+        if (result != NULL) {
+            memcpy(PyUnicode_1BYTE_DATA(result), o->p, (size_t)o->n);
+        }
+    }
+    else if (o->failed == 0) {
+        result = PyUnicode_DecodeUTF8(o->p, o->n, NULL);
+    }
+    if (o->p != o->stack) {
+        PyMem_Free(o->p);
+        o->p = o->stack;
+    }
+    return result;
+}
+
 /* Room for `more` bytes. Inline: a line is about 50 pieces, and most fit the stack buffer. */
 static inline int
 grow(Out *o, Py_ssize_t more)
@@ -418,11 +449,7 @@ line(PyObject *Py_UNUSED(self), PyObject *t)
     }
     PyObject **f = &PyTuple_GET_ITEM(t, 0);
     Out o;
-    o.n = 0;
-    o.cap = (Py_ssize_t)sizeof(o.stack);
-    o.failed = 0;
-    o.ascii = 1;
-    o.p = o.stack;
+    out_init(&o);
     LIT(&o, "\"stream\":");
     integer(&o, f[0]);
     LIT(&o, ",");
@@ -455,41 +482,19 @@ line(PyObject *Py_UNUSED(self), PyObject *t)
     verbatim(&o, f[24]);
     verbatim(&o, f[25]);  /* the headers, when asked for */
     LIT(&o, "}");
-    PyObject *result = NULL;
-    if (o.failed == 0 && o.ascii) {  /* nearly every line: no decoding needed */
-        result = PyUnicode_New(o.n, 127);
-        if (result != NULL) {
-            memcpy(PyUnicode_1BYTE_DATA(result), o.p, (size_t)o.n);
-        }
-    }
-    else if (o.failed == 0) {
-        result = PyUnicode_DecodeUTF8(o.p, o.n, NULL);
-    }
-    else if (o.failed == 2) {
-        result = Py_NewRef(Py_None);
-    }
-    if (o.p != o.stack) {
-        PyMem_Free(o.p);
-    }
-    return result;
+    PyObject *result = out_text(&o);
+    return result == NULL && o.failed == 2 ? Py_NewRef(Py_None) : result;
 }
 
 static PyObject *
 jsec_py(PyObject *Py_UNUSED(self), PyObject *v)
 {
     Out o;
-    o.n = 0;
-    o.cap = (Py_ssize_t)sizeof(o.stack);
-    o.failed = 0;
-    o.ascii = 1;
-    o.p = o.stack;
+    out_init(&o);
     jsec(&o, v);
-    PyObject *result = o.failed == 0 ? PyUnicode_DecodeUTF8(o.p, o.n, NULL) : NULL;
+    PyObject *result = out_text(&o);
     if (o.failed == 2) {
         PyErr_SetString(PyExc_TypeError, "jsec: an int of at most 63 bits, or None");
-    }
-    if (o.p != o.stack) {
-        PyMem_Free(o.p);
     }
     return result;
 }
